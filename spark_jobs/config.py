@@ -1,0 +1,48 @@
+"""Run-time configuration shared by every job: where the lake is and where MLflow is.
+
+Everything comes from the environment with a local default, so the same CLI runs on a laptop
+(local paths, a SQLite MLflow store) and inside the Spark image (s3a:// lake, MLflow server).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LAKE_ROOT_ENV = "FRAUDOPS_LAKE_ROOT"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+REGISTRY_URI_ENV = "MLFLOW_REGISTRY_URI"
+S3_ENDPOINT_ENV = "FRAUDOPS_S3_ENDPOINT"
+HOME_ENV = "FRAUDOPS_HOME"
+
+
+def home() -> Path:
+    """Working folder for local state (lake, MLflow store, reports): $FRAUDOPS_HOME or the cwd."""
+    return Path(os.environ.get(HOME_ENV, os.getcwd())).resolve()
+
+
+def default_lake_root() -> str:
+    return os.environ.get(LAKE_ROOT_ENV) or str(home() / "data" / "lake")
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: the server in the cluster, or a local SQLite store by default."""
+    uri = os.environ.get(TRACKING_URI_ENV)
+    if uri:
+        return uri
+    store = home() / ".mlflow"
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def local_artifact_root() -> str:
+    """Where a local (SQLite) store keeps artifacts; a server proxies its own."""
+    return (home() / ".mlflow" / "artifacts").as_uri()
+
+
+def reports_dir() -> Path:
+    return home() / "reports"
+
+
+def s3_endpoint() -> str | None:
+    return os.environ.get(S3_ENDPOINT_ENV) or os.environ.get("AWS_ENDPOINT_URL")
