@@ -8,6 +8,7 @@
     <root>/scores/tx_date=.../                    scored transactions
     <root>/alerts/tx_date=.../                    the day's top-k alert list
     <root>/_state/manifest.json                   processed raw files (path, size, checksum)
+    <root>/_state/clean_days.json                 rows and id range of each clean day
     <root>/_state/runs/<step>/<run_id>.json       one summary per step run
 
 The root is a local path by default and ``s3a://bucket/prefix`` in the cloud. Only this module
@@ -70,6 +71,11 @@ class Lake:
     @property
     def manifest(self) -> str:
         return self.path("_state", "manifest.json")
+
+    @property
+    def clean_days(self) -> str:
+        """Rows and transaction-id range of each clean day (to find duplicates cheaply)."""
+        return self.path("_state", "clean_days.json")
 
     def run_summary(self, step: str, run_id: str) -> str:
         return self.path("_state", "runs", step, f"{run_id}.json")

@@ -1,0 +1,340 @@
+"""Cleaning job: new raw files -> clean Parquet partitions + quarantine, with full accounting.
+
+    python -m spark_jobs.clean --lake-root data/lake --until 2018-05-01
+
+Only raw files that the manifest does not know (by name, size, mtime, then MD5) are read. Each
+line is parsed with an explicit schema and either becomes a clean row or a quarantined row with
+the first rule it breaks. Days are written with dynamic partition overwrite, so a re-run or a
+changed file replaces its day. The run checks that every line that entered was written to one
+side or the other, writes a summary (`has_new_rows` tells the orchestrator whether to go on) and
+only then records the files in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from spark_jobs import cli, rawfiles, storage
+from spark_jobs.datasets import write_days
+from spark_jobs.lake import PARTITION_COLUMN, Lake
+from spark_jobs.schema import (
+    CLEAN_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RAW_FIELDS,
+    RAW_HEADER,
+    TIMESTAMP_FORMAT,
+)
+
+log = logging.getLogger("fraudops.clean")
+
+# Row rules in the order they are checked; a row is quarantined with the first it breaks.
+TOO_FEW_FIELDS = "too_few_fields"
+TOO_MANY_FIELDS = "too_many_fields"
+EMPTY_FIELD = "empty_field"
+NON_NUMERIC = "non_numeric"
+BAD_TIMESTAMP = "bad_timestamp"
+WRONG_DAY = "wrong_day"
+NEGATIVE_ID = "negative_id"
+NON_POSITIVE_AMOUNT = "non_positive_amount"
+INVALID_LABEL = "invalid_label"
+DUPLICATE_ID = "duplicate_id"
+ROW_REASONS = (
+    TOO_FEW_FIELDS, TOO_MANY_FIELDS, EMPTY_FIELD, NON_NUMERIC, BAD_TIMESTAMP, WRONG_DAY,
+    NEGATIVE_ID, NON_POSITIVE_AMOUNT, INVALID_LABEL, DUPLICATE_ID,
+)
+FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
+
+_TS_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+_N_FIELDS = len(RAW_FIELDS)
+
+
+def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
+    """One row per data line: the line, its file's name and day, and any file-level reason."""
+    files_df = spark.createDataFrame(
+        [(f.name, f.day, f.file_reason) for f in files],
+        "source_file string, file_day string, file_reason string",
+    )
+    lines = (
+        spark.read.option("lineSep", "\n")
+        .text([f.path for f in files])
+        .select(
+            F.regexp_replace("value", "\r$", "").alias("line"),
+            F.regexp_extract("_metadata.file_path", r"([^/]+)$", 1).alias("source_file"),
+        )
+        .join(F.broadcast(files_df), "source_file")
+    )
+    # Header lines are not data; a file whose header is wrong has none (all its lines enter).
+    return lines.where(F.col("file_reason").isNotNull() | (F.col("line") != RAW_HEADER))
+
+
+def parse(lines: DataFrame) -> DataFrame:
+    """Typed columns (null where a value does not parse) and the first row rule broken."""
+    parts = F.split("line", ",", -1)
+    raw = {name: F.trim(F.get(parts, i)) for i, (name, _) in enumerate(RAW_FIELDS)}
+    typed = {
+        name: (
+            F.try_to_timestamp(raw[name], F.lit(TIMESTAMP_FORMAT))
+            if name == "tx_datetime"
+            else raw[name].try_cast(dtype)
+        )
+        for name, dtype in RAW_FIELDS
+    }
+    numeric = [name for name, _ in RAW_FIELDS if name != "tx_datetime"]
+    not_numeric = F.lit(False)
+    for name in numeric:
+        bad = typed[name].isNull()
+        if name == "tx_amount":
+            bad = bad | F.isnan(typed[name]) | (F.abs(typed[name]) == float("inf"))
+        not_numeric = not_numeric | bad
+    n_fields = F.size(parts)
+    reason = (
+        F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
+        .when(n_fields < _N_FIELDS, TOO_FEW_FIELDS)
+        .when(n_fields > _N_FIELDS, TOO_MANY_FIELDS)
+        .when(F.exists(F.array(*raw.values()), lambda v: v == ""), EMPTY_FIELD)
+        .when(not_numeric, NON_NUMERIC)
+        .when(~raw["tx_datetime"].rlike(_TS_SHAPE) | typed["tx_datetime"].isNull(), BAD_TIMESTAMP)
+        .when(F.to_date(typed["tx_datetime"]) != F.to_date("file_day"), WRONG_DAY)
+        .when(
+            (typed["transaction_id"] < 0) | (typed["customer_id"] < 0) | (typed["terminal_id"] < 0),
+            NEGATIVE_ID,
+        )
+        .when(typed["tx_amount"] <= 0, NON_POSITIVE_AMOUNT)
+        .when(
+            ~typed["tx_fraud"].isin(0, 1) | ~typed["tx_fraud_scenario"].between(0, 3),
+            INVALID_LABEL,
+        )
+    )
+    return lines.select(
+        "line",
+        "source_file",
+        F.to_date("file_day").alias(PARTITION_COLUMN),
+        *[typed[name].alias(name) for name, _ in RAW_FIELDS],
+        reason.alias("reason"),
+    )
+
+
+def days_holding_ids(
+    spark: SparkSession, parsed: DataFrame, day_stats: dict[str, dict], replaced: set[str]
+) -> list[str]:
+    """Clean days (other than those being replaced) whose id range holds any incoming id.
+
+    Transaction ids grow with time, so a new day's ids fall in no old day's range and nothing
+    old is read; a duplicate of an old transaction points at exactly the day to read.
+    """
+    ranges = [(d, s["min_id"], s["max_id"]) for d, s in day_stats.items() if d not in replaced]
+    if not ranges:
+        return []
+    ranges_df = spark.createDataFrame(ranges, "day string, min_id long, max_id long")
+    hits = (
+        parsed.where(F.col("reason").isNull())
+        .select("transaction_id")
+        .join(
+            F.broadcast(ranges_df),
+            F.col("transaction_id").between(F.col("min_id"), F.col("max_id")),
+        )
+        .select("day")
+        .distinct()
+    )
+    return sorted(row.day for row in hits.collect())  # at most one row per clean day
+
+
+def mark_duplicates(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFrame:
+    """Quarantine a valid row whose id is already clean, or that repeats an earlier row's id.
+
+    Among rows of the batch sharing an id, the one from the earliest file (then the earliest
+    time, then the line text) is kept, so the choice does not depend on how Spark splits work.
+    Range-partitioning by id lets the window reuse that exchange and write near-daily files.
+    """
+    valid = F.col("reason").isNull()
+    df = parsed.repartitionByRange("transaction_id")
+    if existing_ids is not None:
+        seen = existing_ids.select("transaction_id", F.lit(True).alias("_already_clean"))
+        df = df.join(seen, "transaction_id", "left")
+        already = F.coalesce("_already_clean", F.lit(False))
+    else:
+        already = F.lit(False)
+    order = Window.partitionBy("transaction_id").orderBy(
+        F.col("reason").isNotNull(), PARTITION_COLUMN, "tx_datetime", "line"
+    )
+    repeated = F.row_number().over(order) > 1
+    reason = F.when(valid & (already | repeated), F.lit(DUPLICATE_ID)).otherwise(F.col("reason"))
+    return df.withColumn("reason", reason).drop("_already_clean")
+
+
+def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Counter:
+    """Rows per day as read back from the written Parquet (footer counts, no data scan)."""
+    if not days or not storage.exists(path):
+        return Counter()
+    counts = (
+        spark.read.schema(schema)
+        .parquet(path)
+        .where(F.col(PARTITION_COLUMN).isin(days))
+        .groupBy(F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"))
+        .count()
+        .collect()
+    )
+    return Counter({row.day: row["count"] for row in counts})
+
+
+def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], run_id: str):
+    """Clean ``files`` into the lake; returns per-file counts {name: {"clean": n, reason: n}}."""
+    day_stats = storage.read_json(lake.clean_days, default={}) or {}
+    days = sorted({f.day for f in files})
+    parsed = parse(read_lines(spark, files)).persist()
+
+    hit_days = days_holding_ids(spark, parsed, day_stats, replaced=set(days))
+    existing = None
+    if hit_days:
+        log.info("checking incoming ids against clean days %s", ", ".join(hit_days))
+        existing = (
+            spark.read.schema(CLEAN_SCHEMA)
+            .parquet(lake.clean)
+            .where(F.col(PARTITION_COLUMN).isin(hit_days))
+            .select("transaction_id")
+        )
+    classified = mark_duplicates(parsed, existing).persist()
+
+    stats = (
+        classified.groupBy("source_file", F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"),
+                           "reason")
+        .agg(F.count("*").alias("rows"), F.min("transaction_id").alias("min_id"),
+             F.max("transaction_id").alias("max_id"))
+        .collect()  # one row per file and reason
+    )
+    per_file: dict[str, Counter] = defaultdict(Counter)
+    clean_days, quarantine_days = set(), set()
+    for row in stats:
+        per_file[row.source_file]["clean" if row.reason is None else row.reason] += row.rows
+        if row.reason is None:
+            clean_days.add(row.day)
+            day_stats[row.day] = {"rows": row.rows, "min_id": row.min_id, "max_id": row.max_id}
+        else:
+            quarantine_days.add(row.day)
+    for day in set(days) - clean_days:
+        day_stats.pop(day, None)
+
+    clean_rows = classified.where(F.col("reason").isNull()).select(
+        *[F.col(f.name) for f in CLEAN_SCHEMA.fields]
+    )
+    log.info("writing clean days %s", ", ".join(sorted(clean_days)) or "(none)")
+    write_days(clean_rows, lake.clean, days, clean_days)
+    rejected = classified.where(F.col("reason").isNotNull()).select(
+        "source_file", "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN
+    )
+    write_days(rejected, lake.quarantine, days, quarantine_days)
+    classified.unpersist()
+    parsed.unpersist()
+
+    verify_accounting(spark, lake, files, per_file, days)
+    storage.write_json(lake.clean_days, day_stats)
+    return per_file
+
+
+class AccountingError(RuntimeError):
+    """Rows entered that were neither written clean nor quarantined (or the reverse)."""
+
+
+def verify_accounting(spark, lake, files, per_file, days) -> None:
+    """rows_in (counted on the driver) == clean + quarantined, as read back from the lake."""
+    rows_in = Counter()
+    for f in files:
+        rows_in[f.day] += f.rows_in
+        counted = sum(per_file[f.name].values())
+        if counted != f.rows_in:
+            raise AccountingError(f"{f.name}: {f.rows_in} lines entered, Spark saw {counted}")
+    clean = written_rows(spark, lake.clean, CLEAN_SCHEMA, days)
+    quarantined = written_rows(spark, lake.quarantine, QUARANTINE_SCHEMA, days)
+    for day in days:
+        if rows_in[day] != clean[day] + quarantined[day]:
+            raise AccountingError(
+                f"{day}: rows_in={rows_in[day]} but clean={clean[day]} + "
+                f"quarantined={quarantined[day]} were written"
+            )
+
+
+def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None = None) -> dict:
+    pending, manifest = rawfiles.plan(lake, until)
+    files = pending.to_process
+    per_file: dict[str, Counter] = {}
+    if files:
+        log.info("cleaning %d file(s): %s", len(files), ", ".join(f.name for f in files))
+        per_file = clean_files(spark or _spark(), lake, files, run_id)
+    else:
+        log.info("no new raw files up to %s", until or "today")
+
+    summary_files = []
+    for raw in files + pending.empty:
+        counts = per_file.get(raw.name, Counter())
+        outcome = {
+            "rows_clean": counts.get("clean", 0),
+            "quarantined": {k: v for k, v in sorted(counts.items()) if k != "clean"},
+        }
+        manifest[raw.name] = rawfiles.manifest_entry(raw, run_id, outcome)
+        summary_files.append({"name": raw.name, "day": raw.day, "status": raw.status,
+                              "file_reason": raw.file_reason, "rows_in": raw.rows_in, **outcome})
+    for raw in pending.unchanged_redeliveries:
+        manifest[raw.name].update(size=raw.size, mtime_ns=raw.mtime_ns)
+
+    by_reason = Counter()
+    for item in summary_files:
+        by_reason.update(item["quarantined"])
+    rows_clean = sum(item["rows_clean"] for item in summary_files)
+    summary = {
+        "run_id": run_id,
+        "until": until,
+        "new_files": sum(1 for f in files + pending.empty if f.status == "new"),
+        "changed_files": sum(1 for f in files + pending.empty if f.status == "changed"),
+        "unchanged_redeliveries": [f.name for f in pending.unchanged_redeliveries],
+        "ignored_files": pending.ignored_names,
+        "files": summary_files,
+        "rows_in": sum(item["rows_in"] for item in summary_files),
+        "rows_clean": rows_clean,
+        "rows_quarantined": sum(by_reason.values()),
+        "quarantined_by_reason": dict(sorted(by_reason.items())),
+        "changed_dates": sorted({f.day for f in files}),
+        "has_new_rows": rows_clean > 0,
+    }
+    assert summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"]
+    storage.write_json(lake.run_summary("clean", run_id), summary)
+    rawfiles.save_manifest(lake, manifest)  # last: a failed run leaves the files to redo
+    return summary
+
+
+def _spark() -> SparkSession:
+    from spark_jobs.spark import get_spark
+
+    return get_spark("clean")
+
+
+def log_summary(summary: dict) -> None:
+    log.info(
+        "rows_in=%d clean=%d quarantined=%d %s; has_new_rows=%s",
+        summary["rows_in"], summary["rows_clean"], summary["rows_quarantined"],
+        summary["quarantined_by_reason"], summary["has_new_rows"],
+    )
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = cli.parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--until", type=cli.date_arg, default=None,
+                        help="only files of days up to this one have arrived (default: all)")
+    args = parser.parse_args(argv)
+    cli.setup_logging()
+    lake = Lake.from_env(args.lake_root)
+    summary = run(lake, args.until.isoformat() if args.until else None, cli.run_id(args.run_id))
+    log_summary(summary)
+    print(json.dumps({k: summary[k] for k in ("run_id", "new_files", "changed_files", "rows_in",
+                                               "rows_clean", "rows_quarantined",
+                                               "changed_dates", "has_new_rows")}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""What every job's command line shares: the lake root, the run id, logging."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+
+from spark_jobs import config
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    p.add_argument(
+        "--lake-root",
+        default=None,
+        help=f"lake root, a local path or s3a://bucket/prefix "
+        f"(default: ${config.LAKE_ROOT_ENV} or ./data/lake)",
+    )
+    p.add_argument(
+        "--run-id",
+        default=None,
+        help="id of the pipeline run; names this run's summary (default: a UTC timestamp)",
+    )
+    return p
+
+
+def run_id(value: str | None) -> str:
+    return value or dt.datetime.now(dt.UTC).strftime("manual-%Y%m%dt%H%M%S")
+
+
+def date_arg(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {value!r}") from exc
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("py4j", "urllib3", "botocore", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,63 @@
+"""Reading and writing the lake's Parquet datasets by day, the same way in every job."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import storage
+from spark_jobs.lake import PARTITION_COLUMN, Lake
+from spark_jobs.schema import CLEAN_SCHEMA, CUSTOMER_FEATURES, KEYS, TERMINAL_FEATURES
+
+
+def day_range(start: str | dt.date, end: str | dt.date) -> list[str]:
+    """Every day from start to end, both included, as YYYY-MM-DD."""
+    first, last = dt.date.fromisoformat(str(start)), dt.date.fromisoformat(str(end))
+    return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def shift(day: str, days: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+
+
+def between(df: DataFrame, start: str, end: str) -> DataFrame:
+    """Rows of the days from start to end (partition pruning does the rest)."""
+    return df.where(F.col(PARTITION_COLUMN).between(F.lit(start).cast("date"),
+                                                    F.lit(end).cast("date")))
+
+
+def read_clean(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
+    return between(spark.read.schema(CLEAN_SCHEMA).parquet(lake.clean), start, end)
+
+
+def clean_days(lake: Lake) -> list[str]:
+    """The days the clean table holds, from the cleaning job's state (no listing, no scan)."""
+    return sorted(storage.read_json(lake.clean_days, default={}) or {})
+
+
+def write_days(df: DataFrame | None, path: str, days: list[str], present: set[str]) -> None:
+    """Replace exactly ``days`` under ``path``: overwrite those with rows, delete the others.
+
+    Relies on dynamic partition overwrite (set in spark_jobs.spark), so days outside ``days``
+    are never touched and a re-run replaces what the previous run wrote.
+    """
+    for day in sorted(set(days) - present):
+        storage.delete_dir(f"{path}/{PARTITION_COLUMN}={day}")
+    if present and df is not None:
+        df.where(F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").isin(sorted(present))).write.mode(
+            "overwrite"
+        ).partitionBy(PARTITION_COLUMN).parquet(path)
+
+
+def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
+    """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date)."""
+    clean = read_clean(spark, lake, start, end)
+    customer = between(spark.read.parquet(lake.customer_features), start, end).select(
+        *KEYS, *CUSTOMER_FEATURES
+    )
+    terminal = between(spark.read.parquet(lake.terminal_features), start, end).select(
+        *KEYS, *TERMINAL_FEATURES
+    )
+    return clean.join(customer, KEYS).join(terminal, KEYS)

@@ -1,0 +1,58 @@
+"""Column names and types of the raw files, the clean table and the feature marts."""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# The raw format's header, misspelling included: files are checked against it.
+RAW_HEADER = (
+    "# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | "
+    "tx_time_seconds | tx_time_days | tx_fraud | tx_fraud_scenario"
+)
+TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
+
+# Raw field order and the type each is parsed into. Parsing is explicit: never inferred.
+RAW_FIELDS: list[tuple[str, T.DataType]] = [
+    ("transaction_id", T.LongType()),
+    ("tx_datetime", T.TimestampType()),
+    ("customer_id", T.LongType()),
+    ("terminal_id", T.LongType()),
+    ("tx_amount", T.DoubleType()),
+    ("tx_time_seconds", T.LongType()),
+    ("tx_time_days", T.IntegerType()),
+    ("tx_fraud", T.IntegerType()),
+    ("tx_fraud_scenario", T.IntegerType()),
+]
+RAW_COLUMNS = [name for name, _ in RAW_FIELDS]
+
+CLEAN_SCHEMA = T.StructType(
+    [T.StructField(name, dtype, nullable=False) for name, dtype in RAW_FIELDS]
+    + [T.StructField("tx_date", T.DateType(), nullable=False)]
+)
+
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("source_file", T.StringType()),
+        T.StructField("line", T.StringType()),
+        T.StructField("reason", T.StringType()),
+        T.StructField("run_id", T.StringType()),
+        T.StructField("tx_date", T.DateType()),
+    ]
+)
+
+WINDOWS_DAYS = (1, 7, 30)
+LABEL_DELAY_DAYS = 7
+
+CUSTOMER_FEATURES = [
+    "tx_during_weekend",
+    "tx_during_night",
+    *[f"customer_id_nb_tx_{w}day_window" for w in WINDOWS_DAYS],
+    *[f"customer_id_avg_amount_{w}day_window" for w in WINDOWS_DAYS],
+]
+TERMINAL_FEATURES = [
+    *[f"terminal_id_nb_tx_{w}day_window" for w in WINDOWS_DAYS],
+    *[f"terminal_id_risk_{w}day_window" for w in WINDOWS_DAYS],
+]
+# What the model sees: the handbook's 15 features.
+MODEL_FEATURES = ["tx_amount", *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
+KEYS = ["transaction_id", "tx_date"]

@@ -1,0 +1,75 @@
+"""The pipeline's Spark steps and their arguments, defined once.
+
+The Airflow DAG, the local launcher and the SparkApplication builder all take a step's module
+and arguments from here, so a job's command line is never retyped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Resources:
+    driver_cores: int = 1
+    driver_memory: str = "2g"
+    executor_cores: int = 2
+    executor_memory: str = "4g"
+    min_executors: int = 1
+    max_executors: int = 4
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a DAG run tells its steps: the logical day, a run id, where the lake is."""
+
+    ds: str  # YYYY-MM-DD: the day whose data the run processes and scores
+    run_id: str
+    lake_root: str
+
+    @property
+    def safe_run_id(self) -> str:
+        return safe_id(self.run_id)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    module: str
+    description: str
+    resources: Resources = field(default_factory=Resources)
+
+    def args(self, ctx: RunContext) -> list[str]:
+        common = ["--lake-root", ctx.lake_root, "--run-id", ctx.safe_run_id]
+        return common + _STEP_ARGS[self.name](ctx)
+
+
+def safe_id(value: str) -> str:
+    """A run id usable in file names, Kubernetes names and MLflow tags."""
+    return re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63]
+
+
+_STEP_ARGS = {
+    "clean": lambda ctx: ["--until", ctx.ds],
+    "features": lambda ctx: [],
+    "train": lambda ctx: ["--as-of", ctx.ds],
+    "promote": lambda ctx: ["--as-of", ctx.ds],
+    "score": lambda ctx: ["--date", ctx.ds],
+    "report": lambda ctx: [],
+}
+
+_TRAINING = Resources(driver_memory="4g", executor_memory="6g", max_executors=6)
+
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in (
+        Step("clean", "spark_jobs.clean", "Parse, validate and deduplicate new raw files"),
+        Step("features", "spark_jobs.features", "Customer and terminal feature marts"),
+        Step("train", "spark_jobs.train", "Train a challenger with prequential validation",
+             _TRAINING),
+        Step("promote", "spark_jobs.promote", "Champion/challenger comparison and promotion"),
+        Step("score", "spark_jobs.score", "Score the day with the champion"),
+        Step("report", "spark_jobs.report", "Metric-history report"),
+    )
+}
