@@ -1,0 +1,162 @@
+"""The cleaning job: rules, quarantine reasons, accounting, manifest, idempotency."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spark_jobs import clean, rawfiles
+from spark_jobs.lake import Lake
+
+from tests.jobs.rawlines import row, write_raw
+
+DAY = "2018-04-01"
+TS = f"{DAY} 10:00:00"
+
+# One line per row rule, each breaking that rule and no earlier one.
+DEFECTS = {
+    clean.TOO_FEW_FIELDS: "100,2018-04-01 10:00:00,1,2,10.00",
+    clean.TOO_MANY_FIELDS: row(101, TS) + ",7",
+    clean.EMPTY_FIELD: "102,2018-04-01 10:00:00,,2,10.00,0,0,0,0",
+    clean.NON_NUMERIC: row(103, TS, amount="1.2.3"),
+    clean.BAD_TIMESTAMP: row(104, "2018-04-01 24:00:00"),
+    clean.WRONG_DAY: row(105, "2018-04-02 10:00:00"),
+    clean.NEGATIVE_ID: row(106, TS, customer=-5),
+    clean.NON_POSITIVE_AMOUNT: row(107, TS, amount="-3.50"),
+    clean.INVALID_LABEL: row(108, TS, fraud=2),
+    clean.DUPLICATE_ID: row(1, "2018-04-01 11:00:00"),  # repeats the valid id 1 below
+}
+
+
+def read(lake: Lake, dataset: str) -> pd.DataFrame:
+    path = getattr(lake, dataset)
+    return pd.read_parquet(path) if os.path.exists(path) else pd.DataFrame()
+
+
+def test_each_defect_is_quarantined_with_its_reason(spark, lake):
+    write_raw(lake, DAY, [row(1, TS), *DEFECTS.values(), row(2, TS, amount="0.01")])
+    summary = clean.run(lake, None, "r1", spark)
+
+    quarantine = read(lake, "quarantine")
+    got = dict(zip(quarantine["line"], quarantine["reason"]))
+    assert got == {line: reason for reason, line in DEFECTS.items()}
+    assert sorted(read(lake, "clean")["transaction_id"]) == [1, 2]
+    assert summary["rows_in"] == 12 and summary["rows_clean"] == 2
+    assert summary["quarantined_by_reason"] == {reason: 1 for reason in DEFECTS}
+
+
+def test_nan_and_infinite_amounts_are_not_numeric(spark, lake):
+    write_raw(lake, DAY, [row(1, TS, amount="NaN"), row(2, TS, amount="Infinity")])
+    clean.run(lake, None, "r1", spark)
+    assert set(read(lake, "quarantine")["reason"]) == {clean.NON_NUMERIC}
+
+
+def test_file_level_problems_do_not_stop_other_files(spark, lake, caplog):
+    write_raw(lake, "2018-04-01", [row(1, TS)])
+    os.makedirs(lake.raw, exist_ok=True)
+    open(lake.raw_file("2018-04-02"), "wb").close()  # empty
+    write_raw(lake, "2018-04-03", [])  # header only
+    with open(lake.raw_file("2018-04-04"), "wb") as handle:  # not UTF-8
+        handle.write(b"\xff\xfe broken\n" + row(9, "2018-04-04 10:00:00").encode() + b"\n")
+    write_raw(lake, "2018-04-05", [row(5, "2018-04-05 10:00:00")], header=False)
+    with open(os.path.join(lake.raw, "notes.txt"), "w") as handle:
+        handle.write("not a day file\n")
+
+    summary = clean.run(lake, None, "r1", spark)
+
+    by_name = {f["name"]: f for f in summary["files"]}
+    assert by_name["2018-04-02.txt"]["file_reason"] == rawfiles.EMPTY
+    assert by_name["2018-04-03.txt"]["file_reason"] == rawfiles.HEADER_ONLY
+    assert by_name["2018-04-04.txt"]["quarantined"] == {rawfiles.UNDECODABLE: 2}
+    assert by_name["2018-04-05.txt"]["quarantined"] == {rawfiles.BAD_HEADER: 1}
+    assert by_name["2018-04-01.txt"]["rows_clean"] == 1
+    assert summary["ignored_files"] == ["notes.txt"]
+    assert "empty_file" in caplog.text and "header_only" in caplog.text
+    assert summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"] == 4
+
+
+def test_duplicates_against_clean_history_and_within_batch(spark, lake):
+    write_raw(lake, "2018-04-01", [row(1, "2018-04-01 10:00:00"), row(2, "2018-04-01 11:00:00")])
+    clean.run(lake, None, "r1", spark)
+    write_raw(lake, "2018-04-02", [row(3, "2018-04-02 09:00:00"),
+                                   row(1, "2018-04-02 10:00:00"),   # already clean on day 1
+                                   row(3, "2018-04-02 12:00:00")])  # repeats this batch's id 3
+    summary = clean.run(lake, None, "r2", spark)
+
+    assert summary["quarantined_by_reason"] == {clean.DUPLICATE_ID: 2}
+    kept = read(lake, "clean").set_index("transaction_id")
+    assert sorted(kept.index) == [1, 2, 3]
+    assert str(kept.loc[3, "tx_datetime"]) == "2018-04-02 09:00:00"  # the earliest one is kept
+
+
+def test_rerun_is_idempotent_and_new_day_processes_only_its_file(spark, lake):
+    write_raw(lake, "2018-04-01", [row(1, "2018-04-01 10:00:00"), "garbage"])
+    write_raw(lake, "2018-04-02", [row(2, "2018-04-02 10:00:00")])
+    first = clean.run(lake, "2018-04-01", "r1", spark)
+    assert first["changed_dates"] == ["2018-04-01"]  # day 2 has not "arrived" yet
+    before = read(lake, "clean"), read(lake, "quarantine")
+
+    again = clean.run(lake, "2018-04-01", "r2", spark)
+    assert again["new_files"] == 0 and not again["has_new_rows"]
+
+    # Forgetting the manifest forces a full reprocess: the result is row-for-row the same.
+    os.remove(lake.manifest)
+    clean.run(lake, "2018-04-01", "r1", spark)
+    after = read(lake, "clean"), read(lake, "quarantine")
+    pd.testing.assert_frame_equal(before[0], after[0])
+    pd.testing.assert_frame_equal(before[1], after[1])
+
+    nxt = clean.run(lake, "2018-04-02", "r3", spark)
+    assert [f["name"] for f in nxt["files"]] == ["2018-04-02.txt"]
+    assert nxt["changed_dates"] == ["2018-04-02"]
+
+
+def test_changed_file_replaces_its_day_and_identical_redelivery_is_skipped(spark, lake):
+    write_raw(lake, DAY, [row(1, TS), row(2, TS)])
+    clean.run(lake, None, "r1", spark)
+
+    os.utime(lake.raw_file(DAY), ns=(1, 1))  # delivered again, same bytes
+    same = clean.run(lake, None, "r2", spark)
+    assert same["unchanged_redeliveries"] == [f"{DAY}.txt"] and not same["files"]
+
+    write_raw(lake, DAY, [row(1, TS), row(3, TS, amount="0")])  # corrected file
+    changed = clean.run(lake, None, "r3", spark)
+    assert changed["changed_files"] == 1
+    assert sorted(read(lake, "clean")["transaction_id"]) == [1]
+    assert list(read(lake, "quarantine")["reason"]) == [clean.NON_POSITIVE_AMOUNT]
+
+    write_raw(lake, DAY, ["x"])  # every row bad now: the clean day disappears
+    clean.run(lake, None, "r4", spark)
+    assert read(lake, "clean").empty
+
+
+_fields = st.one_of(
+    st.integers(-3, 50).map(str),
+    st.sampled_from(["", "abc", "1.5", "0", "2018-04-01 10:00:00", "2018-04-01 24:00:00",
+                     "2018-04-02 10:00:00", "NaN"]),
+)
+_lines = st.one_of(
+    st.lists(_fields, min_size=0, max_size=11).map(",".join),
+    st.integers(0, 30).map(lambda i: row(i, TS)),
+    st.text(alphabet=st.characters(blacklist_characters="\n\r", codec="utf-8"), max_size=30),
+)
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(day1=st.lists(_lines, min_size=1, max_size=30), day2=st.lists(_lines, max_size=30))
+def test_accounting_holds_on_random_input(spark, tmp_path_factory, day1, day2):
+    lake = Lake(str(tmp_path_factory.mktemp("lake")))
+    write_raw(lake, "2018-04-01", day1)
+    write_raw(lake, "2018-04-02", [line.replace("2018-04-01", "2018-04-02") for line in day2])
+    summary = clean.run(lake, None, "r1", spark)
+
+    rows_in = len(day1) + len(day2)
+    assert summary["rows_in"] == rows_in
+    written = len(read(lake, "clean")) + len(read(lake, "quarantine"))
+    assert written == rows_in == summary["rows_clean"] + summary["rows_quarantined"]
+    assert read(lake, "clean")["transaction_id"].is_unique if summary["rows_clean"] else True
