@@ -205,7 +205,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         classified.groupBy("source_file", F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"),
                            "reason")
         .agg(F.count("*").alias("rows"), F.min("transaction_id").alias("min_id"),
-             F.max("transaction_id").alias("max_id"))
+             F.max("transaction_id").alias("max_id"), F.sum("tx_fraud").alias("frauds"))
         .collect()  # one row per file and reason
     )
     per_file: dict[str, Counter] = defaultdict(Counter)
@@ -214,7 +214,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         per_file[row.source_file]["clean" if row.reason is None else row.reason] += row.rows
         if row.reason is None:
             clean_days.add(row.day)
-            day_stats[row.day] = {"rows": row.rows, "min_id": row.min_id, "max_id": row.max_id}
+            day_stats[row.day] = {"rows": row.rows, "frauds": row.frauds,
+                                  "min_id": row.min_id, "max_id": row.max_id}
         else:
             quarantine_days.add(row.day)
     for day in set(days) - clean_days:

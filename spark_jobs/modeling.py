@@ -1,0 +1,89 @@
+"""Model families, their hyperparameter grids, and the Spark ML pipeline around them."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from pyspark.ml import Pipeline
+from pyspark.ml.classification import GBTClassifier, RandomForestClassifier
+from pyspark.ml.feature import SQLTransformer, VectorAssembler
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_jobs.schema import MODEL_FEATURES, WINDOWS_DAYS
+
+LABEL = "tx_fraud"
+WEIGHT = "class_weight"
+
+# Ratios the trees would otherwise have to approximate with many splits: how unusual this
+# amount is for this customer (compromised cards spend several times their habit).
+RATIO_FEATURES = [f"amount_to_avg_{w}day" for w in WINDOWS_DAYS]
+_RATIOS_SQL = ", ".join(
+    f"tx_amount / greatest(customer_id_avg_amount_{w}day_window, 0.01) AS amount_to_avg_{w}day"
+    for w in WINDOWS_DAYS
+)
+INPUT_COLUMNS = list(MODEL_FEATURES)
+ALL_FEATURES = [*MODEL_FEATURES, *RATIO_FEATURES]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    family: str
+    params: dict
+
+    @property
+    def name(self) -> str:
+        return self.family + "(" + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ")"
+
+
+GRIDS: dict[str, dict[str, list]] = {
+    "gbt": {"maxDepth": [4, 6], "maxIter": [40], "stepSize": [0.1], "subsamplingRate": [0.8]},
+    "random_forest": {"maxDepth": [8], "numTrees": [60], "featureSubsetStrategy": ["sqrt"]},
+}
+SMALL_GRIDS: dict[str, dict[str, list]] = {
+    "gbt": {"maxDepth": [4], "maxIter": [20]},
+    "random_forest": {"maxDepth": [6], "numTrees": [20]},
+}
+
+
+def candidates(grids: dict[str, dict[str, list]]) -> list[Candidate]:
+    out = []
+    for family, grid in grids.items():
+        keys = sorted(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            out.append(Candidate(family, dict(zip(keys, values))))
+    return out
+
+
+def _classifier(candidate: Candidate, seed: int):
+    common = {"featuresCol": "features", "labelCol": LABEL, "weightCol": WEIGHT, "seed": seed}
+    if candidate.family == "gbt":
+        return GBTClassifier(**common, **candidate.params)
+    if candidate.family == "random_forest":
+        return RandomForestClassifier(**common, **candidate.params)
+    raise ValueError(f"unknown model family {candidate.family!r}")
+
+
+def pipeline(candidate: Candidate, seed: int = 42) -> Pipeline:
+    ratios = SQLTransformer(statement=f"SELECT *, {_RATIOS_SQL} FROM __THIS__")
+    assembler = VectorAssembler(inputCols=ALL_FEATURES, outputCol="features",
+                                handleInvalid="keep")
+    return Pipeline(stages=[ratios, assembler, _classifier(candidate, seed)])
+
+
+def with_class_weights(df: DataFrame, fraud_weight: float) -> DataFrame:
+    """Weight frauds up so that each class carries a comparable share of the loss."""
+    return df.withColumn(WEIGHT, F.when(F.col(LABEL) == 1, F.lit(fraud_weight)).otherwise(1.0))
+
+
+def balanced_fraud_weight(n_rows: int, n_frauds: int, cap: float = 50.0) -> float:
+    if n_frauds == 0:
+        return 1.0
+    return float(min(cap, (n_rows - n_frauds) / n_frauds))
+
+
+def fraud_probability(df: DataFrame) -> DataFrame:
+    from pyspark.ml.functions import vector_to_array
+
+    return df.withColumn("fraud_probability", vector_to_array("probability")[1])

@@ -1,0 +1,120 @@
+"""Promotion step: champion and challenger on the same test window; promote only a better one.
+
+    python -m spark_jobs.promote --as-of 2018-05-10 --run-id <the train run's id>
+
+The challenger is the version the training step of the same run registered. Both models score
+the same test window; every metric is computed for both, and a paired bootstrap over days gives
+an interval for the difference in the primary metric. The challenger must pass absolute gates;
+with a champion in place the policy must hold too (default `ci`: the interval's lower bound is
+above zero; `better`: a plain comparison). Promotion moves the `champion` alias and gives the
+old champion the alias `previous`; the decision is recorded on the run and the model version.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import mlflow
+
+from spark_jobs import cli, evaluation, metrics, models, registry, storage, tracking
+from spark_jobs.datasets import labeled_features
+from spark_jobs.lake import Lake
+
+log = logging.getLogger("fraudops.promote")
+
+
+def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str | None):
+    data = labeled_features(spark, lake, test["start"], test["end"]).persist()
+    challenger_scored = evaluation.score_frame(models.load_version(challenger), data)
+    champion_scored = None
+    if champion is not None:
+        champion_scored = evaluation.score_frame(models.load_version(champion), data)
+        if not champion_scored["transaction_id"].equals(challenger_scored["transaction_id"]):
+            raise RuntimeError("champion and challenger were not scored on the same rows")
+    data.unpersist()
+    return challenger_scored, champion_scored
+
+
+def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", policy: str,
+        resamples: int) -> dict:
+    tracking.setup()
+    trained = storage.read_json(lake.run_summary("train", run_id))
+    if trained is None:
+        raise SystemExit(f"no training summary for run {run_id!r}: run spark_jobs.train first")
+    challenger = trained["model_version"]
+    champion = models.alias_version(registry.CHAMPION)
+    if champion == challenger:
+        champion = None
+    test = trained["split"]["test"]
+    log.info("challenger v%s vs champion %s on %s..%s", challenger,
+             f"v{champion}" if champion else "(none)", test["start"], test["end"])
+    challenger_scored, champion_scored = paired_scores(spark, lake, test, challenger, champion)
+    challenger_metrics = evaluation.metrics_of(challenger_scored)
+    champion_metrics = evaluation.metrics_of(champion_scored) if champion else None
+    interval = None
+    if champion_scored is not None:
+        interval = metrics.paired_bootstrap(
+            metrics.average_precision,
+            challenger_scored["tx_date"].astype(str).to_numpy(),
+            challenger_scored["tx_fraud"].to_numpy(),
+            challenger_scored["fraud_probability"].to_numpy(),
+            champion_scored["fraud_probability"].to_numpy(),
+            n_resamples=resamples,
+            seed=0,
+        )
+    decision = registry.decide(challenger_metrics, champion_metrics, interval, gates, policy)
+    with mlflow.start_run(run_name=f"promote {as_of}") as active:
+        mlflow.set_tags({tracking.TAG_STEP: "promote", tracking.TAG_PIPELINE_RUN: run_id,
+                         tracking.TAG_AS_OF: as_of})
+        mlflow.log_params({"policy": policy, "resamples": resamples,
+                           "challenger_version": challenger, "champion_version": champion,
+                           **{f"gate_{k}": v for k, v in gates.__dict__.items()}})
+        mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
+        if champion_metrics:
+            mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
+        if interval is not None:
+            mlflow.log_metrics({"ap_diff": interval.observed, "ap_diff_ci_low": interval.low,
+                                "ap_diff_ci_high": interval.high})
+        registry.apply_decision(mlflow.MlflowClient(), tracking.MODEL_NAME, challenger, decision,
+                                active.info.run_id)
+        mlflow.set_tags({"fraudops.decision": decision.kind, "fraudops.reason": decision.reason,
+                         "fraudops.champion_version": str(models.alias_version(
+                             registry.CHAMPION))})
+    summary = {
+        "run_id": run_id, "as_of": as_of, "decision": decision.kind,
+        "promoted": decision.promote, "reason": decision.reason,
+        "challenger_version": challenger, "previous_champion_version": champion,
+        "champion_version": models.alias_version(registry.CHAMPION),
+        "metrics": {"challenger": challenger_metrics, "champion": champion_metrics},
+        "interval": interval.__dict__ if interval is not None else None,
+    }
+    storage.write_json(lake.run_summary("promote", run_id), summary)
+    log.info("%s: %s (champion is now v%s)", decision.kind, decision.reason,
+             summary["champion_version"])
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = cli.parser(__doc__.split("\n\n")[0])
+    defaults = registry.Gates()
+    parser.add_argument("--as-of", required=True, type=cli.date_arg)
+    parser.add_argument("--policy", choices=["ci", "better"], default="ci",
+                        help="ci: 95%% lower bound of the AP difference > 0; better: AP higher")
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    for field, value in defaults.__dict__.items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value,
+                            help="absolute gate the challenger must pass")
+    args = parser.parse_args(argv)
+    cli.setup_logging()
+    gates = registry.Gates(**{f: getattr(args, f) for f in defaults.__dict__})
+    from spark_jobs.spark import get_spark
+
+    summary = run(get_spark("promote"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
+                  cli.run_id(args.run_id), gates, args.policy, args.resamples)
+    print(json.dumps({k: summary[k] for k in ("decision", "reason", "champion_version")}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

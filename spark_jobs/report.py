@@ -1,0 +1,192 @@
+"""Report job: one HTML page of how the model is doing over time, with PNG plots.
+
+    python -m spark_jobs.report
+
+Reads the history MLflow already holds (every training run's test metrics, every promotion's
+champion-vs-challenger metrics and decision, every scoring run's drift) and the lake's daily
+volumes, draws them, writes reports/index.html beside the PNGs and logs the lot to MLflow.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from spark_jobs import cli, config, storage, tracking  # noqa: E402
+from spark_jobs.drift import PSI_ALERT  # noqa: E402
+from spark_jobs.lake import Lake  # noqa: E402
+
+log = logging.getLogger("fraudops.report")
+
+METRICS = ("average_precision", "roc_auc", "card_precision_at_100")
+
+
+def runs_of(step: str) -> pd.DataFrame:
+    runs = mlflow.search_runs(
+        experiment_names=[tracking.EXPERIMENT],
+        filter_string=f"tags.`{tracking.TAG_STEP}` = '{step}' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time ASC"],
+    )
+    if runs.empty:
+        return runs
+    runs["as_of"] = pd.to_datetime(runs[f"tags.{tracking.TAG_AS_OF}"])
+    # A re-run of a day replaces it in the history: keep the latest run of each day.
+    return runs.drop_duplicates("as_of", keep="last").sort_values("as_of")
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    fig.tight_layout()
+    fig.savefig(folder / name, dpi=100)
+    plt.close(fig)
+    return name
+
+
+def plot_metrics(promotions: pd.DataFrame, trainings: pd.DataFrame, folder: Path) -> str | None:
+    if promotions.empty and trainings.empty:
+        return None
+    fig, axes = plt.subplots(len(METRICS), 1, figsize=(9, 8), sharex=True)
+    for ax, metric in zip(axes, METRICS):
+        if not promotions.empty:
+            ax.plot(promotions["as_of"], promotions.get(f"metrics.challenger_{metric}"), "o-",
+                    label="challenger")
+            if f"metrics.champion_{metric}" in promotions:
+                ax.plot(promotions["as_of"], promotions[f"metrics.champion_{metric}"], "s--",
+                        label="champion (same test window)")
+            promoted = promotions[promotions["tags.fraudops.decision"].isin(
+                ["promoted", "first_champion"])]
+            ax.scatter(promoted["as_of"], promoted.get(f"metrics.challenger_{metric}"),
+                       s=160, facecolors="none", edgecolors="green", label="promoted")
+        elif f"metrics.test_{metric}" in trainings:
+            ax.plot(trainings["as_of"], trainings[f"metrics.test_{metric}"], "o-",
+                    label="challenger")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="lower left", fontsize=8)
+    axes[0].set_title("Test metrics of each day's challenger and the champion")
+    return _save(fig, folder, "metrics.png")
+
+
+def plot_volumes(lake: Lake, folder: Path) -> str | None:
+    days = storage.read_json(lake.clean_days, default={}) or {}
+    if not days:
+        return None
+    frame = pd.DataFrame.from_dict(days, orient="index")
+    frame.index = pd.to_datetime(frame.index)
+    frame = frame.sort_index()
+    quarantined = pd.Series(0, index=frame.index, dtype=float)
+    for entry in (storage.read_json(lake.manifest, default={}) or {}).values():
+        day = pd.Timestamp(entry.get("day"))
+        if day in quarantined.index:
+            quarantined[day] += sum(entry.get("quarantined", {}).values())
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    top.bar(frame.index, frame["rows"], label="clean rows")
+    top.bar(frame.index, quarantined, bottom=frame["rows"], color="orange", label="quarantined")
+    top.set_ylabel("transactions")
+    top.legend(fontsize=8)
+    top.set_title("Daily volume and fraud rate")
+    bottom.plot(frame.index, 100 * frame.get("frauds", 0) / frame["rows"], color="red")
+    bottom.set_ylabel("fraud rate, %")
+    bottom.grid(alpha=0.3)
+    return _save(fig, folder, "volumes.png")
+
+
+def plot_drift(scorings: pd.DataFrame, folder: Path) -> str | None:
+    columns = [c for c in scorings.columns if c.startswith("metrics.psi_") and c != "metrics.psi_max"]
+    if scorings.empty or not columns:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for column in columns:
+        ax.plot(scorings["as_of"], scorings[column], label=column.removeprefix("metrics.psi_"),
+                lw=1)
+    ax.axhline(PSI_ALERT, color="red", ls="--", label=f"alert ({PSI_ALERT})")
+    ax.set(ylabel="PSI vs the champion's training window", title="Feature drift")
+    ax.legend(fontsize=6, ncol=3)
+    return _save(fig, folder, "drift.png")
+
+
+def decisions_table(promotions: pd.DataFrame) -> str:
+    if promotions.empty:
+        return "<p>No promotion decision yet.</p>"
+    rows = []
+    for _, run in promotions.iterrows():
+        rows.append(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
+                run["as_of"].date(), run.get("tags.fraudops.decision", ""),
+                run.get("params.challenger_version", ""), run.get("params.champion_version", ""),
+                _fmt(run.get("metrics.challenger_average_precision")),
+                _fmt(run.get("metrics.champion_average_precision")),
+                _fmt(run.get("metrics.ap_diff_ci_low")), _fmt(run.get("metrics.ap_diff_ci_high")),
+                run.get("tags.fraudops.reason", ""))) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in (
+        "day", "decision", "challenger", "champion before", "challenger AP", "champion AP",
+        "AP diff CI low", "AP diff CI high", "reason"))
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _fmt(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.4f}"
+
+
+def build(lake: Lake, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    trainings, promotions, scorings = runs_of("train"), runs_of("promote"), runs_of("score")
+    images = [p for p in (plot_metrics(promotions, trainings, folder),
+                          plot_volumes(lake, folder), plot_drift(scorings, folder)) if p]
+    champion = "(none)"
+    if not promotions.empty and "tags.fraudops.champion_version" in promotions:
+        champion = promotions["tags.fraudops.champion_version"].dropna().iloc[-1]
+    body = "\n".join([
+        f"<h1>{tracking.MODEL_NAME}: model health</h1>",
+        f"<p>Lake <code>{html.escape(lake.root)}</code>; tracking "
+        f"<code>{html.escape(mlflow.get_tracking_uri())}</code>; champion version "
+        f"<b>{html.escape(str(champion))}</b>; {len(trainings)} training run(s), "
+        f"{len(promotions)} promotion decision(s), {len(scorings)} scored day(s).</p>",
+        "<h2>Promotion decisions</h2>", decisions_table(promotions),
+        *[f'<h2>{name.removesuffix(".png").title()}</h2><img src="{name}" alt="{name}">'
+          for name in images],
+    ])
+    page = folder / "index.html"
+    page.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>fraudops report</title>"
+        "<style>body{font-family:sans-serif;max-width:1000px;margin:auto}"
+        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;"
+        "padding:3px 6px}img{max-width:100%}</style></head><body>"
+        f"{body}</body></html>\n")
+    return page
+
+
+def run(lake: Lake, run_id: str, folder: Path | None = None) -> dict:
+    tracking.setup()
+    page = build(lake, folder or config.reports_dir())
+    with mlflow.start_run(run_name="report"):
+        mlflow.set_tags({tracking.TAG_STEP: "report", tracking.TAG_PIPELINE_RUN: run_id})
+        mlflow.log_artifacts(str(page.parent), artifact_path="report")
+    log.info("report written to %s", page)
+    summary = {"run_id": run_id, "report": str(page)}
+    storage.write_json(lake.run_summary("report", run_id), summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = cli.parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=None,
+                        help="folder for index.html and the plots (default: ./reports)")
+    args = parser.parse_args(argv)
+    cli.setup_logging()
+    summary = run(Lake.from_env(args.lake_root), cli.run_id(args.run_id), args.output)
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Scoring job: the day's transactions through the champion, ranked, with the top-k alert list.
+
+    python -m spark_jobs.score --date 2018-05-10
+
+Loads the version that `models:/<name>@champion` points at (resolved once, so the whole day is
+scored by one version even if the alias moves meanwhile), joins the day's transactions with
+both marts exactly as training did, and writes scores/ (probability, rank, model version) and
+alerts/ (the k cards with the highest risk). Feature drift against the champion's training
+window is logged as PSI metrics, with a warning above 0.2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import mlflow
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+from spark_jobs import cli, drift, models, modeling, registry, storage, tracking
+from spark_jobs.datasets import labeled_features, write_days
+from spark_jobs.lake import PARTITION_COLUMN, Lake
+from spark_jobs.schema import KEYS
+
+log = logging.getLogger("fraudops.score")
+
+
+def champion_training_window(version: str) -> tuple[str, str] | None:
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(tracking.MODEL_NAME, version)
+    params = client.get_run(mv.run_id).data.params if mv.run_id else {}
+    if "train_start" in params:
+        return params["train_start"], params["train_end"]
+    return None
+
+
+def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
+    tracking.setup()
+    version = models.alias_version(registry.CHAMPION)
+    if version is None:
+        raise SystemExit(f"no model has the alias @{registry.CHAMPION} yet: nothing can score "
+                         f"{day}; the first model that passes the gates becomes champion")
+    model = models.load_version(version)
+    inputs = labeled_features(spark, lake, day, day).select(
+        *KEYS, "customer_id", "terminal_id", "tx_datetime", *modeling.INPUT_COLUMNS
+    )
+    by_risk = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("fraud_probability"),
+                                                           "transaction_id")
+    scores = (
+        modeling.fraud_probability(model.transform(inputs))
+        .select(*KEYS, "customer_id", "terminal_id", "tx_datetime", "fraud_probability",
+                F.row_number().over(by_risk).alias("rank"),
+                F.lit(int(version)).alias("model_version"), F.lit(run_id).alias("run_id"))
+        .persist()
+    )
+    n_rows = scores.count()
+    write_days(scores, lake.scores, [day], {day} if n_rows else set())
+    cards = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("card_risk"), "customer_id")
+    alerts = (
+        scores.groupBy(PARTITION_COLUMN, "customer_id")
+        .agg(F.max("fraud_probability").alias("card_risk"),
+             F.count("*").alias("transactions"), F.first("model_version").alias("model_version"))
+        .withColumn("rank", F.row_number().over(cards))
+        .where(F.col("rank") <= top_k)
+    )
+    write_days(alerts, lake.alerts, [day], {day} if n_rows else set())
+    scores.unpersist()
+
+    psi = {}
+    window = champion_training_window(version)
+    with mlflow.start_run(run_name=f"score {day}"):
+        mlflow.set_tags({tracking.TAG_STEP: "score", tracking.TAG_PIPELINE_RUN: run_id,
+                         tracking.TAG_AS_OF: day, "fraudops.model_version": version})
+        mlflow.log_metric("scored_rows", n_rows)
+        if window and n_rows:
+            reference = labeled_features(spark, lake, *window).select(*modeling.INPUT_COLUMNS)
+            psi = drift.psi_by_feature(reference, inputs.select(*modeling.INPUT_COLUMNS),
+                                       modeling.INPUT_COLUMNS)
+            mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
+            mlflow.log_metric("psi_max", max(psi.values()))
+    summary = {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,
+               "top_k": top_k, "psi": psi, "drift_alerts": sorted(
+                   k for k, v in psi.items() if v > drift.PSI_ALERT)}
+    storage.write_json(lake.run_summary("score", run_id), summary)
+    log.info("scored %d transactions of %s with v%s; %d alert cards", n_rows, day, version,
+             min(top_k, n_rows))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = cli.parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--date", required=True, type=cli.date_arg, help="the day to score")
+    parser.add_argument("--top-k", type=int, default=100, help="cards on the alert list")
+    args = parser.parse_args(argv)
+    cli.setup_logging()
+    from spark_jobs.spark import get_spark
+
+    summary = run(get_spark("score"), Lake.from_env(args.lake_root), args.date.isoformat(),
+                  cli.run_id(args.run_id), args.top_k)
+    print(json.dumps({k: summary[k] for k in ("date", "model_version", "rows", "drift_alerts")}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

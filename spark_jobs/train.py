@@ -1,0 +1,216 @@
+"""Training job: a challenger chosen by prequential validation, evaluated on the latest week.
+
+    python -m spark_jobs.train --as-of 2018-05-10
+
+The window ending on --as-of is split by time, never at random: --train-days of training, a
+--delay-days gap (labels there would not be known yet in real life), then --test-days of test.
+Each candidate (gradient-boosted trees and random forests, class-weighted) is scored on the
+prequential folds inside the training window and logged as a nested MLflow run; the best one is
+refitted on the whole training window, evaluated on the test window, logged with its inputs,
+plots and pinned requirements, and registered as a new version of the model. promote decides
+whether it becomes the champion.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import dataclass
+
+import mlflow
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark_jobs import cli, evaluation, modeling, storage, tracking
+from spark_jobs.datasets import labeled_features
+from spark_jobs.lake import Lake
+from spark_jobs.modeling import LABEL, Candidate
+from spark_jobs.windows import Period, Split, prequential_folds, split_ending
+
+log = logging.getLogger("fraudops.train")
+
+PRIMARY = "average_precision"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train_days: int = 21
+    delay_days: int = 7
+    test_days: int = 7
+    folds: int = 2
+    fold_train_days: int = 7
+    fold_assess_days: int = 3
+    grid: str = "default"  # default | small
+    seed: int = 42
+
+    def grids(self) -> dict:
+        return modeling.SMALL_GRIDS if self.grid == "small" else modeling.GRIDS
+
+
+def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
+    return labeled_features(spark, lake, period.start, period.end)
+
+
+def fit(candidate: Candidate, train: DataFrame, seed: int):
+    counts = train.agg(F.count("*").alias("n"), F.sum(LABEL).alias("f")).first()
+    weight = modeling.balanced_fraud_weight(counts["n"], counts["f"] or 0)
+    return modeling.pipeline(candidate, seed).fit(modeling.with_class_weights(train, weight))
+
+
+def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed: int) -> dict:
+    """Mean and standard deviation of each metric over the prequential folds."""
+    per_fold = []
+    for fold in folds:
+        model = fit(candidate, _days(data, fold.train), seed)
+        per_fold.append(evaluation.evaluate(model, _days(data, fold.test)))
+    out = {}
+    for key in per_fold[0]:
+        values = [m[key] for m in per_fold]
+        out[key] = statistics.fmean(values)
+        out[f"{key}_std"] = statistics.pstdev(values)
+    return out
+
+
+def _days(df: DataFrame, period: Period) -> DataFrame:
+    return df.where(F.col("tx_date").between(F.lit(period.start).cast("date"),
+                                             F.lit(period.end).cast("date")))
+
+
+def select(candidates: list[Candidate], data: DataFrame, folds: list[Split], seed: int):
+    """Score every candidate in a nested run; return the best by the primary metric."""
+    results = []
+    for i, candidate in enumerate(candidates, 1):
+        with mlflow.start_run(run_name=candidate.name, nested=True):
+            mlflow.set_tag("fraudops.trial_family", candidate.family)
+            mlflow.log_params({"family": candidate.family, **candidate.params})
+            scores = fold_scores(candidate, data, folds, seed)
+            mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
+        log.info("trial %d/%d %s: validation AP=%.4f AUC=%.4f CP@100=%.4f", i, len(candidates),
+                 candidate.name, scores[PRIMARY], scores["roc_auc"],
+                 scores["card_precision_at_100"])
+        results.append((scores[PRIMARY], i, candidate, scores))
+    best = max(results, key=lambda r: (r[0], -r[1]))
+    return best[2], best[3]
+
+
+def fingerprint(lake: Lake, period: Period) -> str:
+    """What the window was made of: the checksums of the raw files behind its days."""
+    manifest = storage.read_json(lake.manifest, default={}) or {}
+    parts = sorted(f"{e['day']}:{e['md5']}" for e in manifest.values()
+                   if period.start <= e.get("day", "") <= period.end)
+    return ",".join(parts)
+
+
+def log_window(lake: Lake, name: str, period: Period, df: DataFrame, context: str) -> dict:
+    counts = df.agg(F.count("*").alias("rows"), F.sum(LABEL).alias("frauds")).first()
+    stats = {"rows": counts["rows"], "frauds": int(counts["frauds"] or 0)}
+    tracking.log_dataset(name, lake.clean, period.start, period.end, stats["rows"],
+                         stats["frauds"], context, fingerprint(lake, period))
+    return stats
+
+
+def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig) -> dict:
+    tracking.setup()
+    split = split_ending(as_of, cfg.train_days, cfg.delay_days, cfg.test_days)
+    folds = prequential_folds(split.train, cfg.folds, cfg.fold_train_days, cfg.delay_days,
+                              cfg.fold_assess_days)
+    log.info("split %s; %d prequential fold(s)", json.dumps(split.as_dict()), len(folds))
+    train_df = window_data(spark, lake, split.train).persist()
+    test_df = window_data(spark, lake, split.test).persist()
+
+    with mlflow.start_run(run_name=f"train {as_of}") as parent:
+        mlflow.set_tags({tracking.TAG_STEP: "train", tracking.TAG_PIPELINE_RUN: run_id,
+                         tracking.TAG_AS_OF: as_of})
+        mlflow.log_params({**{f"config_{k}": v for k, v in cfg.__dict__.items()},
+                           "train_start": split.train.start, "train_end": split.train.end,
+                           "test_start": split.test.start, "test_end": split.test.end,
+                           "primary_metric": PRIMARY})
+        train_stats = log_window(lake, "train", split.train, train_df, "training")
+        test_stats = log_window(lake, "test", split.test, test_df, "testing")
+        if train_stats["frauds"] == 0 or test_stats["rows"] == 0:
+            raise SystemExit(f"not enough data to train as of {as_of}: train={train_stats}, "
+                             f"test={test_stats}; run clean and features first")
+
+        best, validation = select(modeling.candidates(cfg.grids()), train_df, folds, cfg.seed)
+        log.info("best candidate %s; refitting on %s..%s", best.name, split.train.start,
+                 split.train.end)
+        mlflow.log_params({"best_family": best.family,
+                           **{f"best_{k}": v for k, v in best.params.items()}})
+        mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
+        model = fit(best, train_df, cfg.seed)
+        scored = evaluation.score_frame(model, test_df)
+        metrics = evaluation.metrics_of(scored)
+        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
+        for step, value in enumerate(evaluation.card_precision_per_day(scored)):
+            mlflow.log_metric("test_card_precision_at_100_daily", value, step=step)
+        evaluation.log_curves(scored, "test")
+        evaluation.log_importances(model, modeling.ALL_FEATURES)
+        version = log_model(model, test_df, run_id)
+        summary = {
+            "run_id": run_id, "mlflow_run_id": parent.info.run_id, "as_of": as_of,
+            "split": split.as_dict(), "model_name": tracking.MODEL_NAME,
+            "model_version": version, "best": best.name, "test_metrics": metrics,
+            "validation_metrics": validation, "train": train_stats, "test": test_stats,
+        }
+        tracking.log_json(summary, "train_summary.json")
+    train_df.unpersist()
+    test_df.unpersist()
+    storage.write_json(lake.run_summary("train", run_id), summary)
+    log.info("registered %s version %s: test AP=%.4f AUC=%.4f CP@100=%.4f", tracking.MODEL_NAME,
+             version, metrics["average_precision"], metrics["roc_auc"],
+             metrics["card_precision_at_100"])
+    return summary
+
+
+def log_model(model, test_df: DataFrame, run_id: str) -> str:
+    import mlflow.spark
+    from mlflow.models import infer_signature
+
+    example = test_df.select(*modeling.INPUT_COLUMNS).limit(5).toPandas()
+    output = np.full(len(example), 0.5)
+    info = mlflow.spark.log_model(
+        model,
+        name="model",
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=tracking.pinned_requirements(),
+        registered_model_name=tracking.MODEL_NAME,
+        dfs_tmpdir=tracking.dfs_tmpdir(),
+    )
+    version = str(info.registered_model_version)
+    client = mlflow.MlflowClient()
+    client.set_model_version_tag(tracking.MODEL_NAME, version, tracking.TAG_PIPELINE_RUN, run_id)
+    return version
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = cli.parser(__doc__.split("\n\n")[0])
+    defaults = TrainConfig()
+    parser.add_argument("--as-of", required=True, type=cli.date_arg,
+                        help="last day of the test window (the DAG's logical date)")
+    parser.add_argument("--train-days", type=int, default=defaults.train_days)
+    parser.add_argument("--delay-days", type=int, default=defaults.delay_days)
+    parser.add_argument("--test-days", type=int, default=defaults.test_days)
+    parser.add_argument("--folds", type=int, default=defaults.folds,
+                        help="prequential folds inside the training window")
+    parser.add_argument("--fold-train-days", type=int, default=defaults.fold_train_days)
+    parser.add_argument("--fold-assess-days", type=int, default=defaults.fold_assess_days)
+    parser.add_argument("--grid", choices=["default", "small"], default=defaults.grid,
+                        help="hyperparameter grid (small: one candidate per family)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    args = parser.parse_args(argv)
+    cli.setup_logging()
+    cfg = TrainConfig(args.train_days, args.delay_days, args.test_days, args.folds,
+                      args.fold_train_days, args.fold_assess_days, args.grid, args.seed)
+    from spark_jobs.spark import get_spark
+
+    summary = run(get_spark("train"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
+                  cli.run_id(args.run_id), cfg)
+    print(json.dumps({k: summary[k] for k in ("model_version", "best", "test_metrics")}))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
