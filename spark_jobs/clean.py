@@ -21,7 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from spark_jobs import cli, rawfiles, storage
-from spark_jobs.datasets import write_days
+from spark_jobs.datasets import read_partitions, write_days
 from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
@@ -170,12 +170,9 @@ def mark_duplicates(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFr
 
 def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Counter:
     """Rows per day as read back from the written Parquet (footer counts, no data scan)."""
-    if not days or not storage.exists(path):
-        return Counter()
+    days = [d for d in days if storage.exists(f"{path}/{PARTITION_COLUMN}={d}")]
     counts = (
-        spark.read.schema(schema)
-        .parquet(path)
-        .where(F.col(PARTITION_COLUMN).isin(days))
+        read_partitions(spark, path, days, schema)
         .groupBy(F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"))
         .count()
         .collect()
@@ -193,12 +190,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     existing = None
     if hit_days:
         log.info("checking incoming ids against clean days %s", ", ".join(hit_days))
-        existing = (
-            spark.read.schema(CLEAN_SCHEMA)
-            .parquet(lake.clean)
-            .where(F.col(PARTITION_COLUMN).isin(hit_days))
-            .select("transaction_id")
-        )
+        existing = read_partitions(spark, lake.clean, hit_days, CLEAN_SCHEMA).select(
+            "transaction_id")
     classified = mark_duplicates(parsed, existing).persist()
 
     stats = (

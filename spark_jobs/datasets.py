@@ -6,10 +6,18 @@ import datetime as dt
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from spark_jobs import storage
 from spark_jobs.lake import PARTITION_COLUMN, Lake
-from spark_jobs.schema import CLEAN_SCHEMA, CUSTOMER_FEATURES, KEYS, TERMINAL_FEATURES
+from spark_jobs.schema import (
+    CLEAN_SCHEMA,
+    CUSTOMER_FEATURES,
+    CUSTOMER_MART_SCHEMA,
+    KEYS,
+    TERMINAL_FEATURES,
+    TERMINAL_MART_SCHEMA,
+)
 
 
 def day_range(start: str | dt.date, end: str | dt.date) -> list[str]:
@@ -22,14 +30,28 @@ def shift(day: str, days: int) -> str:
     return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
 
 
-def between(df: DataFrame, start: str, end: str) -> DataFrame:
-    """Rows of the days from start to end (partition pruning does the rest)."""
-    return df.where(F.col(PARTITION_COLUMN).between(F.lit(start).cast("date"),
-                                                    F.lit(end).cast("date")))
+def read_days(spark: SparkSession, lake: Lake, path: str, start: str, end: str,
+              schema: StructType) -> DataFrame:
+    """Rows of the clean days from start to end of a day-partitioned dataset.
+
+    Only those days' folders are opened: Spark never lists the rest of the history, so the
+    cost of a daily run does not grow with the number of days in the lake.
+    """
+    return read_partitions(spark, path, [d for d in clean_days(lake) if start <= d <= end],
+                           schema)
+
+
+def read_partitions(spark: SparkSession, path: str, days: list[str],
+                    schema: StructType) -> DataFrame:
+    """The given days' folders of a dataset, read with its schema (no listing, no inference)."""
+    if not days:
+        return spark.createDataFrame([], schema)
+    return (spark.read.option("basePath", path).schema(schema)
+            .parquet(*[f"{path}/{PARTITION_COLUMN}={d}" for d in days]))
 
 
 def read_clean(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
-    return between(spark.read.schema(CLEAN_SCHEMA).parquet(lake.clean), start, end)
+    return read_days(spark, lake, lake.clean, start, end, CLEAN_SCHEMA)
 
 
 def clean_days(lake: Lake) -> list[str]:
@@ -54,10 +76,12 @@ def write_days(df: DataFrame | None, path: str, days: list[str], present: set[st
 def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
     """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date)."""
     clean = read_clean(spark, lake, start, end)
-    customer = between(spark.read.parquet(lake.customer_features), start, end).select(
+    customer = read_days(spark, lake, lake.customer_features, start, end,
+                         CUSTOMER_MART_SCHEMA).select(
         *KEYS, *CUSTOMER_FEATURES
     )
-    terminal = between(spark.read.parquet(lake.terminal_features), start, end).select(
+    terminal = read_days(spark, lake, lake.terminal_features, start, end,
+                         TERMINAL_MART_SCHEMA).select(
         *KEYS, *TERMINAL_FEATURES
     )
     return clean.join(customer, KEYS).join(terminal, KEYS)

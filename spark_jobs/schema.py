@@ -56,3 +56,18 @@ TERMINAL_FEATURES = [
 # What the model sees: the handbook's 15 features.
 MODEL_FEATURES = ["tx_amount", *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
 KEYS = ["transaction_id", "tx_date"]
+
+_KEY_FIELDS = [T.StructField("transaction_id", T.LongType()), T.StructField("tx_date", T.DateType())]
+CUSTOMER_MART_SCHEMA = T.StructType(
+    _KEY_FIELDS
+    + [T.StructField("customer_id", T.LongType()), T.StructField("tx_datetime", T.TimestampType())]
+    + [T.StructField(f, T.IntegerType()) for f in ("tx_during_weekend", "tx_during_night")]
+    + [T.StructField(f"customer_id_nb_tx_{w}day_window", T.LongType()) for w in WINDOWS_DAYS]
+    + [T.StructField(f"customer_id_avg_amount_{w}day_window", T.DoubleType()) for w in WINDOWS_DAYS]
+)
+TERMINAL_MART_SCHEMA = T.StructType(
+    _KEY_FIELDS
+    + [T.StructField("terminal_id", T.LongType()), T.StructField("tx_datetime", T.TimestampType())]
+    + [T.StructField(f"terminal_id_nb_tx_{w}day_window", T.LongType()) for w in WINDOWS_DAYS]
+    + [T.StructField(f"terminal_id_risk_{w}day_window", T.DoubleType()) for w in WINDOWS_DAYS]
+)
