@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Terraform outputs -> the platform's Kubernetes Secrets (kubectl apply, idempotent) and a
+# non-secret Helm values override for `make deploy`.
+#
+#   scripts/tf-outputs-to-k8s.sh            (or: make infra-secrets)
+#
+# Secret values travel only through a private temporary directory (removed on exit) and
+# kubectl --from-file, never through command lines or files in the repository. Names come from
+# spark_jobs/platform.yaml through scripts/tf_outputs_to_k8s.py.
+#
+# Environment: TF_DIR (default terraform/), VALUES_FILE (default .deploy/terraform-values.yaml),
+# PYTHON (default .venv/bin/python), TERRAFORM, KUBECTL (default: from PATH).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tf_dir="${TF_DIR:-$repo_root/terraform}"
+values_file="${VALUES_FILE:-$repo_root/.deploy/terraform-values.yaml}"
+python="${PYTHON:-$repo_root/.venv/bin/python}"
+terraform="${TERRAFORM:-terraform}"
+kubectl="${KUBECTL:-kubectl}"
+
+helper() {
+  PYTHONPATH="$repo_root${PYTHONPATH:+:$PYTHONPATH}" "$python" "$repo_root/scripts/tf_outputs_to_k8s.py" "$@" <"$outputs"
+}
+
+umask 077
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+outputs="$work/outputs.json"
+
+"$terraform" -chdir="$tf_dir" output -json >"$outputs"
+
+namespaces="$(helper namespaces)"
+for namespace in $namespaces; do
+  "$kubectl" create namespace "$namespace" --dry-run=client -o yaml | "$kubectl" apply -f -
+done
+
+secret_list="$(helper secrets "$work/secrets")"
+while read -r namespace name; do
+  from_files=()
+  for file in "$work/secrets/$namespace/$name"/*; do
+    from_files+=("--from-file=$(basename "$file")=$file")
+  done
+  "$kubectl" create secret generic "$name" --namespace "$namespace" "${from_files[@]}" \
+    --dry-run=client -o yaml | "$kubectl" apply -f -
+done <<<"$secret_list"
+
+helper values "$values_file"
+echo "Secrets applied in namespaces: ${namespaces//$'\n'/ }"
+echo "Helm values override (no secrets): $values_file"
+if git -C "$repo_root" rev-parse --is-inside-work-tree >/dev/null 2>&1 &&
+  ! git -C "$repo_root" check-ignore -q "$values_file" 2>/dev/null &&
+  [[ "$values_file" == "$repo_root"/* ]]; then
+  echo "warning: $values_file is not git-ignored; add its folder to .gitignore" >&2
+fi

@@ -1,0 +1,44 @@
+# Every shared name comes from spark_jobs/platform.yaml, the file the Python code, the Helm values
+# and k8s/ also read; nothing here retypes a bucket, service account or node-pool name.
+locals {
+  platform = yamldecode(file("${path.module}/../spark_jobs/platform.yaml"))
+
+  project = local.platform.project
+  labels  = merge(var.labels, { project = local.project, managed-by = "terraform" })
+
+  buckets    = local.platform.buckets
+  namespaces = local.platform.namespaces
+  s3         = local.platform.s3
+
+  service_account_names = {
+    cluster = local.platform.service_accounts.cloud_cluster
+    nodes   = local.platform.service_accounts.cloud_nodes
+    storage = local.platform.service_accounts.cloud_storage
+  }
+
+  spark_pool = local.platform.spark_node_pool
+  # The SparkApplications tolerate exactly this taint (k8s/spark/sparkapplication.template.yaml).
+  spark_node_taint = "${local.spark_pool.taint_key}=${local.spark_pool.taint_value}:NoSchedule"
+
+  postgres_databases = local.platform.postgres.databases
+  postgres_users     = local.platform.postgres.users
+  postgres_port      = 6432 # Managed PostgreSQL serves clients through its pooler on 6432
+
+  # The cloud lake root is s3a://<lake bucket>/<lake_prefix> (FRAUDOPS_LAKE_ROOT); spark_jobs.lake
+  # puts daily scores under <root>/scores.
+  lake_prefix        = "lake"
+  lake_scores_prefix = "${local.lake_prefix}/scores/"
+
+  primary_zone = var.zones[0]
+  subnet_cidrs = { for index, zone in var.zones : zone => cidrsubnet(var.network_cidr, 4, index) }
+
+  # Kubernetes API callers: the allowed external CIDRs (only with a public endpoint) and the VPC.
+  api_source_cidrs = distinct(concat(var.master_public_ip ? var.api_allowed_cidrs : [], [var.network_cidr]))
+
+  # The rw host name follows the primary through failovers; TLS is required on the wire.
+  postgres_host = "c-${yandex_mdb_postgresql_cluster.this.id}.rw.mdb.yandexcloud.net"
+  postgres_uris = {
+    for key, user in yandex_mdb_postgresql_user.this :
+    key => "postgresql://${user.name}:${random_password.postgres[key].result}@${local.postgres_host}:${local.postgres_port}/${yandex_mdb_postgresql_database.this[key].name}?sslmode=require"
+  }
+}

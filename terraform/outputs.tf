@@ -1,0 +1,90 @@
+# What `make kubeconfig`, scripts/tf-outputs-to-k8s.sh and `make deploy` read. Secrets are marked
+# sensitive: `terraform output` hides them unless asked with -json or -raw.
+
+output "folder_id" {
+  description = "Folder that holds every resource."
+  value       = var.folder_id
+}
+
+output "registry_id" {
+  description = "Container Registry ID; images are pushed as <registry_url>/<image>:<tag>."
+  value       = yandex_container_registry.this.id
+}
+
+output "registry_url" {
+  description = "Image prefix for docker push and for the image fields of the Helm values."
+  value       = "${local.platform.images.registry_host}/${yandex_container_registry.this.id}"
+}
+
+output "cluster_id" {
+  description = "Managed Kubernetes cluster ID (yc managed-kubernetes cluster get-credentials --id)."
+  value       = yandex_kubernetes_cluster.this.id
+}
+
+output "cluster_endpoint_type" {
+  description = "external when the API has a public address (reachable from api_allowed_cidrs), internal otherwise; `make kubeconfig` passes it to yc as --external/--internal."
+  value       = var.master_public_ip ? "external" : "internal"
+}
+
+output "namespaces" {
+  description = "Kubernetes namespaces of the platform (Airflow and MLflow), the Spark jobs and spark-operator."
+  value       = local.namespaces
+}
+
+output "buckets" {
+  description = "Object Storage bucket names: lake, mlflow_artifacts, airflow_logs."
+  value = {
+    lake             = yandex_storage_bucket.lake.bucket
+    mlflow_artifacts = yandex_storage_bucket.mlflow_artifacts.bucket
+    airflow_logs     = yandex_storage_bucket.airflow_logs.bucket
+  }
+}
+
+output "lake_root" {
+  description = "FRAUDOPS_LAKE_ROOT of the cloud runs."
+  value       = "s3a://${yandex_storage_bucket.lake.bucket}/${local.lake_prefix}"
+}
+
+output "s3_endpoint" {
+  description = "Object Storage endpoint for S3 clients."
+  value       = local.s3.endpoint
+}
+
+output "s3_region" {
+  description = "Object Storage region for S3 clients."
+  value       = local.s3.region
+}
+
+output "s3_access_key_id" {
+  description = "Static access key ID of the storage service account (AWS_ACCESS_KEY_ID)."
+  value       = yandex_iam_service_account_static_access_key.storage.access_key
+  sensitive   = true
+}
+
+output "s3_secret_access_key" {
+  description = "Secret of the storage service account's static access key (AWS_SECRET_ACCESS_KEY)."
+  value       = yandex_iam_service_account_static_access_key.storage.secret_key
+  sensitive   = true
+}
+
+output "postgres_host" {
+  description = "Host name that always points at the PostgreSQL primary."
+  value       = local.postgres_host
+}
+
+output "postgres_port" {
+  description = "PostgreSQL port (the managed connection pooler)."
+  value       = local.postgres_port
+}
+
+output "mlflow_database_uri" {
+  description = "MLflow backend store URI (key uri of the Secret secrets.mlflow_db)."
+  value       = local.postgres_uris.mlflow
+  sensitive   = true
+}
+
+output "airflow_database_uri" {
+  description = "Airflow metadata connection (key connection of the Secret secrets.airflow_db)."
+  value       = local.postgres_uris.airflow
+  sensitive   = true
+}

@@ -1,0 +1,121 @@
+# Three private, KMS-encrypted buckets. Access is granted per bucket to the storage service
+# account (iam.tf); anonymous access is switched off explicitly.
+
+resource "yandex_storage_bucket" "lake" {
+  bucket        = local.buckets.lake
+  folder_id     = var.folder_id
+  force_destroy = var.force_destroy_buckets
+  tags          = local.labels
+
+  anonymous_access_flags {
+    read        = false
+    list        = false
+    config_read = false
+  }
+
+  server_side_encryption_configuration {
+    rule {
+      apply_server_side_encryption_by_default {
+        kms_master_key_id = yandex_kms_symmetric_key.this.id
+        sse_algorithm     = "aws:kms"
+      }
+    }
+  }
+
+  # A bad run that overwrites a partition can be rolled back for a few days.
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    id      = "expire-old-scores"
+    enabled = true
+
+    filter {
+      prefix = local.lake_scores_prefix
+    }
+
+    expiration {
+      days = var.lake_retention.scores_days
+    }
+  }
+
+  lifecycle_rule {
+    id                                     = "expire-overwritten-versions"
+    enabled                                = true
+    abort_incomplete_multipart_upload_days = 2
+
+    noncurrent_version_expiration {
+      days = var.lake_retention.noncurrent_version_days
+    }
+  }
+}
+
+resource "yandex_storage_bucket" "mlflow_artifacts" {
+  bucket        = local.buckets.mlflow_artifacts
+  folder_id     = var.folder_id
+  force_destroy = var.force_destroy_buckets
+  tags          = local.labels
+
+  anonymous_access_flags {
+    read        = false
+    list        = false
+    config_read = false
+  }
+
+  server_side_encryption_configuration {
+    rule {
+      apply_server_side_encryption_by_default {
+        kms_master_key_id = yandex_kms_symmetric_key.this.id
+        sse_algorithm     = "aws:kms"
+      }
+    }
+  }
+
+  # Registered model versions live here: a deleted or overwritten artifact stays recoverable.
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    id                                     = "expire-overwritten-versions"
+    enabled                                = true
+    abort_incomplete_multipart_upload_days = 2
+
+    noncurrent_version_expiration {
+      days = var.mlflow_noncurrent_version_days
+    }
+  }
+}
+
+resource "yandex_storage_bucket" "airflow_logs" {
+  bucket        = local.buckets.airflow_logs
+  folder_id     = var.folder_id
+  force_destroy = var.force_destroy_buckets
+  tags          = local.labels
+
+  anonymous_access_flags {
+    read        = false
+    list        = false
+    config_read = false
+  }
+
+  server_side_encryption_configuration {
+    rule {
+      apply_server_side_encryption_by_default {
+        kms_master_key_id = yandex_kms_symmetric_key.this.id
+        sse_algorithm     = "aws:kms"
+      }
+    }
+  }
+
+  lifecycle_rule {
+    id                                     = "expire-task-logs"
+    enabled                                = true
+    abort_incomplete_multipart_upload_days = 2
+
+    expiration {
+      days = var.airflow_log_retention_days
+    }
+  }
+}
