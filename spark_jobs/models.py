@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 import mlflow.spark
 
-from spark_jobs import tracking
+from spark_jobs import registry, tracking
 
 
 def load_version(version: str, name: str = tracking.MODEL_NAME):
@@ -14,8 +14,4 @@ def load_version(version: str, name: str = tracking.MODEL_NAME):
 
 def alias_version(alias: str, name: str = tracking.MODEL_NAME) -> str | None:
     """The version an alias points at, or None when the alias is not set (yet)."""
-    client = mlflow.MlflowClient()
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except mlflow.exceptions.MlflowException:
-        return None
+    return registry.alias_version(mlflow.MlflowClient(), name, alias)

@@ -25,6 +25,9 @@ from spark_jobs.schema import KEYS
 
 log = logging.getLogger("fraudops.score")
 
+# A scored day is all weekend or all weekday, so the weekend flag always "drifts": left out.
+DRIFT_FEATURES = [c for c in modeling.INPUT_COLUMNS if c != "tx_during_weekend"]
+
 
 def champion_training_window(version: str) -> tuple[str, str] | None:
     client = mlflow.MlflowClient()
@@ -74,9 +77,8 @@ def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
                          tracking.TAG_AS_OF: day, "fraudops.model_version": version})
         mlflow.log_metric("scored_rows", n_rows)
         if window and n_rows:
-            reference = labeled_features(spark, lake, *window).select(*modeling.INPUT_COLUMNS)
-            psi = drift.psi_by_feature(reference, inputs.select(*modeling.INPUT_COLUMNS),
-                                       modeling.INPUT_COLUMNS)
+            reference = labeled_features(spark, lake, *window).select(*DRIFT_FEATURES)
+            psi = drift.psi_by_feature(reference, inputs.select(*DRIFT_FEATURES), DRIFT_FEATURES)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
     summary = {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,

@@ -172,7 +172,7 @@ def log_model(model, test_df: DataFrame, run_id: str) -> str:
     output = np.full(len(example), 0.5)
     info = mlflow.spark.log_model(
         model,
-        name="model",
+        artifact_path="model",
         signature=infer_signature(example, output),
         input_example=example,
         pip_requirements=tracking.pinned_requirements(),
