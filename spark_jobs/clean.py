@@ -189,7 +189,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     hit_days = days_holding_ids(spark, parsed, day_stats, replaced=set(days))
     existing = None
     if hit_days:
-        log.info("checking incoming ids against clean days %s", ", ".join(hit_days))
+        log.info("checking incoming ids against clean days %s", cli.span(hit_days))
         existing = read_partitions(spark, lake.clean, hit_days, CLEAN_SCHEMA).select(
             "transaction_id")
     classified = mark_duplicates(parsed, existing).persist()
@@ -217,7 +217,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     clean_rows = classified.where(F.col("reason").isNull()).select(
         *[F.col(f.name) for f in CLEAN_SCHEMA.fields]
     )
-    log.info("writing clean days %s", ", ".join(sorted(clean_days)) or "(none)")
+    log.info("writing clean days %s", cli.span(sorted(clean_days)))
     write_days(clean_rows, lake.clean, days, clean_days)
     rejected = classified.where(F.col("reason").isNotNull()).select(
         "source_file", "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN
@@ -258,7 +258,7 @@ def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None =
     files = pending.to_process
     per_file: dict[str, Counter] = {}
     if files:
-        log.info("cleaning %d file(s): %s", len(files), ", ".join(f.name for f in files))
+        log.info("cleaning %d file(s): %s", len(files), cli.span([f.name for f in files]))
         per_file = clean_files(spark or _spark(), lake, files, run_id)
     else:
         log.info("no new raw files up to %s", until or "today")

@@ -47,3 +47,10 @@ def setup_logging() -> None:
     )
     for noisy in ("py4j", "urllib3", "botocore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def span(items: list[str]) -> str:
+    """A short form of a sorted list for logs: 'a' or 'a .. z (n)'."""
+    if not items:
+        return "(none)"
+    return items[0] if len(items) == 1 else f"{items[0]} .. {items[-1]} ({len(items)})"

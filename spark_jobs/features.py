@@ -90,7 +90,7 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     deleted = sorted(set(changed) - set(available))  # days whose rows were all quarantined
     summary = {"days": days, "deleted_days": deleted}
     if deleted:
-        log.info("removing features of days without clean rows: %s", ", ".join(deleted))
+        log.info("removing features of days without clean rows: %s", cli.span(deleted))
         for path in (lake.customer_features, lake.terminal_features):
             write_days(None, path, deleted, set())
     if not days:

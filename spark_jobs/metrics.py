@@ -1,94 +1,243 @@
-"""Threshold-free and top-k metrics, bootstrap and PSI on driver-side arrays (numpy only)."""
+"""Model metrics on a bounded test window collected to the driver as arrays (numpy only).
+
+- ``roc_auc`` and ``average_precision`` follow scikit-learn's ``roc_auc_score`` and
+  ``average_precision_score`` (step-wise AP, one step per distinct score, so tied scores form
+  one threshold). Both take an optional ``sample_weight``, which may be 2-D (one row of weights
+  per resample): that is how ``paired_bootstrap`` evaluates hundreds of resamples with one sort.
+  Where scikit-learn raises or warns (one class absent) they return NaN.
+- ``card_precision_at_k`` is the Fraud Detection Handbook's card precision top-k (chapter 4),
+  cards already found compromised on earlier days left out.
+- ``paired_bootstrap`` gives an interval for the difference of a metric between two models scored
+  on the same rows, resampling whole groups (days or cards).
+- ``psi`` is the population stability index of one variable between two samples.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+PSI_EPSILON = 1e-4  # share given to an empty bin so that the log stays finite
 
-def _ranked(y, s):
-    y = np.asarray(y, dtype=float)
+
+def _weights(n_rows: int, sample_weight) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones((1, n_rows))
+    w = np.atleast_2d(np.asarray(sample_weight))
+    if w.ndim != 2 or w.shape[1] != n_rows:
+        raise ValueError(f"sample_weight of shape {w.shape} does not fit {n_rows} rows")
+    return w
+
+
+def _ranked_counts(y, s, sample_weight):
+    """Weighted counts at each distinct score holding a positive, highest score first.
+
+    Returns (tp, fp, fp_above, positives, negatives), the first three of shape
+    (resamples, thresholds): tp/fp are the weights of positives/negatives scored >= the
+    threshold, fp_above the weight of negatives scored strictly above it. Distinct scores that
+    hold no positive change neither AP nor AUC, so they are not kept: the cost is one sort and
+    one pass over the weights.
+    """
+    y = np.asarray(y)
     s = np.asarray(s, dtype=float)
-    order = np.argsort(-s, kind="mergesort")
-    y, s = y[order], s[order]
-    last_of_tie = np.r_[np.diff(s) != 0, True]
-    tp = np.cumsum(y)[last_of_tie]
-    fp = np.cumsum(1 - y)[last_of_tie]
-    return tp, fp
+    if y.shape != s.shape or y.ndim != 1:
+        raise ValueError(f"y and s must be 1-D arrays of one length, got {y.shape}, {s.shape}")
+    w = _weights(len(y), sample_weight)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, positive = s[order], y[order] == 1
+    w_sorted = w[:, order]
+    new_score = np.r_[True, s_sorted[1:] != s_sorted[:-1]]
+    tie_group = np.cumsum(new_score) - 1
+    group_start = np.flatnonzero(new_score)
+    group_end = np.r_[group_start[1:], len(s)] - 1  # last row of each tie group
+    positive_rows = np.flatnonzero(positive)
+    # Cumulative positive weight after each positive row; its last value in each tie group.
+    tp_after_row = np.cumsum(w_sorted[:, positive_rows], axis=1)
+    groups_with_positive, last_in_group = np.unique(tie_group[positive_rows][::-1],
+                                                   return_index=True)
+    tp = tp_after_row[:, len(positive_rows) - 1 - last_in_group]
+    positives = tp_after_row[:, -1] if len(positive_rows) else np.zeros(len(w))
+    # All weight above each such tie group and through its end, from sums over the segments
+    # between those boundaries (cheaper than a cumulative sum over every row).
+    starts = group_start[groups_with_positive]
+    ends = group_end[groups_with_positive] + 1
+    boundaries = np.unique(np.r_[0, starts, ends, len(s)])
+    segment_sums = (np.add.reduceat(w_sorted, boundaries[:-1], axis=1) if len(s)
+                    else np.zeros((len(w), 0)))
+    weight_before = np.hstack([np.zeros((len(w), 1)), np.cumsum(segment_sums, axis=1)])
+    everything_above = weight_before[:, np.searchsorted(boundaries, starts)]
+    everything_through_end = weight_before[:, np.searchsorted(boundaries, ends)]
+    total = weight_before[:, -1]
+    tp_above = np.hstack([np.zeros((len(w), 1)), tp[:, :-1]])
+    fp = everything_through_end - tp
+    fp_above = everything_above - tp_above
+    return tp, fp, fp_above, positives, total - positives
 
 
-def roc_auc(y, s) -> float:
-    tp, fp = _ranked(y, s)
-    if tp[-1] == 0 or fp[-1] == 0:
-        return float("nan")
-    tpr = np.r_[0, tp / tp[-1]]
-    fpr = np.r_[0, fp / fp[-1]]
-    return float(np.trapezoid(tpr, fpr))
+def _one_or_many(values: np.ndarray, sample_weight):
+    if sample_weight is not None and np.ndim(sample_weight) == 2:
+        return values
+    return float(values[0])
 
 
-def average_precision(y, s) -> float:
-    """As sklearn's average_precision_score: sum over thresholds of (R_n - R_n-1) * P_n."""
-    tp, fp = _ranked(y, s)
-    if tp[-1] == 0:
-        return float("nan")
-    precision = tp / (tp + fp)
-    recall = tp / tp[-1]
-    return float(np.sum(np.diff(np.r_[0, recall]) * precision))
+def roc_auc(y, s, sample_weight=None):
+    """Area under the ROC curve; ties between a fraud and a genuine score count one half.
+
+    A float, or one value per row when ``sample_weight`` is 2-D; NaN without both classes.
+    """
+    tp, fp, fp_above, positives, negatives = _ranked_counts(y, s, sample_weight)
+    tp_steps = np.diff(tp, axis=1, prepend=0.0)
+    # Each positive beats the negatives scored below it and ties half of those at its score.
+    beaten = negatives[:, None] - (fp + fp_above) / 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = np.sum(tp_steps * beaten, axis=1) / (positives * negatives)
+    auc[(positives == 0) | (negatives == 0)] = np.nan
+    return _one_or_many(auc, sample_weight)
 
 
-def card_precision_at_k(days, customers, y, s, k: int = 100):
-    """The handbook's card precision top-k: per day, each card's highest score and label; cards
-    found compromised on earlier days (in a top k and truly fraudulent) are left out; the share
-    of frauds among the k riskiest remaining cards. Returns (per-day values, their mean)."""
-    days, customers = np.asarray(days), np.asarray(customers)
-    y, s = np.asarray(y), np.asarray(s, dtype=float)
-    known: set = set()
-    per_day = []
+def average_precision(y, s, sample_weight=None):
+    """sum_n (R_n - R_{n-1}) P_n over the distinct scores taken as thresholds, highest first.
+
+    The same value as scikit-learn's average_precision_score (no interpolation). A float, or
+    one value per row when ``sample_weight`` is 2-D; NaN when there is no positive.
+    """
+    tp, fp, _, positives, _ = _ranked_counts(y, s, sample_weight)
+    tp_steps = np.diff(tp, axis=1, prepend=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # A step is taken only where tp grew, so tp + fp > 0 wherever it counts.
+        precision = np.where(tp_steps > 0, tp / np.where(tp + fp > 0, tp + fp, 1), 0.0)
+        ap = np.sum(tp_steps * precision, axis=1) / positives
+    ap[positives == 0] = np.nan
+    return _one_or_many(ap, sample_weight)
+
+
+def card_precision_at_k(days, customer_ids, y, s, k: int = 100) -> tuple[list[float], float]:
+    """The handbook's card precision top-k over a test period: (per-day values, their mean).
+
+    Each day, in date order: every card (customer) gets its highest score and its highest label
+    of the day; cards found compromised on an earlier day of the period (among that day's top k
+    AND truly fraudulent) are left out, since investigators already blocked them; the k cards with
+    the highest scores are the day's alerts and the value is frauds among them / k (still / k
+    when fewer than k cards remain). Equal scores are ordered by card id, so the result is
+    deterministic.
+    """
+    days, cards_all = np.asarray(days), np.asarray(customer_ids)
+    y, s = np.asarray(y).astype(int), np.asarray(s, dtype=float)
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    known_compromised = np.array([], dtype=cards_all.dtype)
+    per_day: list[float] = []
     for day in np.unique(days):
-        mask = days == day
-        cards, inverse = np.unique(customers[mask], return_inverse=True)
+        in_day = days == day
+        cards, card_of_row = np.unique(cards_all[in_day], return_inverse=True)
         card_score = np.full(len(cards), -np.inf)
-        np.maximum.at(card_score, inverse, s[mask])
+        np.maximum.at(card_score, card_of_row, s[in_day])
         card_label = np.zeros(len(cards), dtype=int)
-        np.maximum.at(card_label, inverse, y[mask].astype(int))
-        keep = np.array([c not in known for c in cards], dtype=bool)
-        cards, card_score, card_label = cards[keep], card_score[keep], card_label[keep]
-        top = np.argsort(-card_score, kind="mergesort")[:k]
-        per_day.append(card_label[top].sum() / k)
-        known.update(cards[top][card_label[top] == 1].tolist())
+        np.maximum.at(card_label, card_of_row, y[in_day])
+        still_open = ~np.isin(cards, known_compromised)
+        cards, card_score, card_label = cards[still_open], card_score[still_open], card_label[
+            still_open]
+        top = np.argsort(-card_score, kind="stable")[:k]
+        per_day.append(float(card_label[top].sum()) / k)
+        known_compromised = np.union1d(known_compromised, cards[top][card_label[top] == 1])
     return per_day, float(np.mean(per_day)) if per_day else float("nan")
 
 
 @dataclass(frozen=True)
 class BootstrapResult:
-    observed: float  # metric(challenger) - metric(champion) on the full sample
-    mean: float
-    low: float
+    """Difference metric(challenger) - metric(champion): observed, and over the resamples."""
+
+    observed: float  # on the full sample
+    mean: float  # over the resamples where both metrics are defined
+    low: float  # percentile interval at `confidence`
     high: float
     confidence: float
     resamples: int
+    valid_resamples: int  # resamples where both metrics are defined (e.g. AP needs a fraud)
+    groups: int  # distinct groups that were resampled
 
 
-def paired_bootstrap(metric_fn, groups, y, s_challenger, s_champion, n_resamples: int = 1000,
-                     seed: int = 0, confidence: float = 0.95) -> BootstrapResult:
-    """Resample whole groups (days or cards) with replacement, the same draw for both models."""
-    groups, y = np.asarray(groups), np.asarray(y)
+def _group_weights(group_of_row: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """Row weights (resamples x rows): how many times each row's group was drawn."""
+    resamples, n_groups = draws.shape
+    offsets = np.arange(resamples)[:, None] * n_groups
+    counts = np.bincount((draws + offsets).ravel(), minlength=resamples * n_groups)
+    return counts.reshape(resamples, n_groups)[:, group_of_row]
+
+
+def paired_bootstrap(metric_fn: Callable, groups, y, s_challenger, s_champion,
+                     n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                     batch_size: int = 50) -> BootstrapResult:
+    """Paired group bootstrap of metric_fn(y, s_challenger) - metric_fn(y, s_champion).
+
+    Each resample draws as many groups as there are, with replacement, and both models are
+    measured on that same draw. A resample is represented by row weights (the number of times
+    the row's group was drawn), so ``metric_fn(y, s, sample_weight=W)`` must accept a 2-D
+    ``W`` (one row per resample) and return one value per row, as ``roc_auc`` and
+    ``average_precision`` do: one sort per batch of resamples instead of one per resample.
+    Resamples where a metric is NaN (e.g. no fraud drawn) are left out of mean and interval.
+    """
+    y = np.asarray(y)
     a, b = np.asarray(s_challenger, dtype=float), np.asarray(s_champion, dtype=float)
-    labels, inverse = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(inverse == g) for g in range(len(labels))]
-    rng = np.random.default_rng(seed)
+    if not (len(y) == len(a) == len(b) == len(np.asarray(groups))):
+        raise ValueError("groups, y and both score arrays must have one length")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _, group_of_row = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
+    draws = np.random.default_rng(seed).integers(0, n_groups, size=(n_resamples, n_groups))
     diffs = np.empty(n_resamples)
-    for i in range(n_resamples):
-        idx = np.concatenate([members[g] for g in rng.integers(0, len(labels), len(labels))])
-        diffs[i] = metric_fn(y[idx], a[idx]) - metric_fn(y[idx], b[idx])
-    diffs = diffs[~np.isnan(diffs)]
+    for start in range(0, n_resamples, batch_size):
+        weights = _group_weights(group_of_row, draws[start:start + batch_size])
+        diffs[start:start + len(weights)] = (np.asarray(metric_fn(y, a, sample_weight=weights))
+                                             - np.asarray(metric_fn(y, b, sample_weight=weights)))
+    valid = diffs[~np.isnan(diffs)]
     alpha = (1 - confidence) / 2
+    nan = float("nan")
     return BootstrapResult(
         observed=float(metric_fn(y, a) - metric_fn(y, b)),
-        mean=float(diffs.mean()),
-        low=float(np.quantile(diffs, alpha)),
-        high=float(np.quantile(diffs, 1 - alpha)),
+        mean=float(valid.mean()) if len(valid) else nan,
+        low=float(np.quantile(valid, alpha)) if len(valid) else nan,
+        high=float(np.quantile(valid, 1 - alpha)) if len(valid) else nan,
         confidence=confidence,
         resamples=n_resamples,
+        valid_resamples=len(valid),
+        groups=n_groups,
     )
+
+
+def psi_from_counts(expected_counts, actual_counts, epsilon: float = PSI_EPSILON) -> float:
+    """sum (a - e) * ln(a / e) over bins of the two samples' shares (each at least epsilon)."""
+    e = np.asarray(expected_counts, dtype=float)
+    a = np.asarray(actual_counts, dtype=float)
+    e = np.maximum(e / max(e.sum(), 1.0), epsilon)
+    a = np.maximum(a / max(a.sum(), 1.0), epsilon)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def quantile_cuts(expected, bins: int = 10) -> np.ndarray:
+    """Inner bin edges: the expected sample's quantiles (duplicates merged, so fewer bins when
+    values repeat). Bin i holds cuts[i-1] < x <= cuts[i]."""
+    values = np.asarray(expected, dtype=float)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        raise ValueError("the expected sample has no value")
+    return np.unique(np.quantile(values, np.arange(1, bins) / bins))
+
+
+def bin_counts(values, cuts: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return np.bincount(np.searchsorted(cuts, values, side="left"), minlength=len(cuts) + 1)
+
+
+def psi(expected, actual, bins: int = 10) -> float:
+    """Population stability index of ``actual`` against ``expected`` (NaNs ignored).
+
+    Bins are the expected sample's quantiles; empty bins get a share of PSI_EPSILON. Usual
+    reading: < 0.1 stable, 0.1 to 0.2 a moderate shift, > 0.2 a significant one.
+    """
+    cuts = quantile_cuts(expected, bins)
+    return psi_from_counts(bin_counts(expected, cuts), bin_counts(actual, cuts))
