@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from spark_jobs import storage
 from spark_jobs.lake import RAW_SUFFIX, Lake
-from spark_jobs.schema import RAW_HEADER
+from spark_jobs.rawformat import RAW_HEADER
 
 log = logging.getLogger(__name__)
 

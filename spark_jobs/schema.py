@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-# The raw format's header, misspelling included: files are checked against it.
-RAW_HEADER = (
-    "# tranaction_id | tx_datetime | customer_id | terminal_id | tx_amount | "
-    "tx_time_seconds | tx_time_days | tx_fraud | tx_fraud_scenario"
-)
+from spark_jobs.rawformat import RAW_HEADER
+
+__all__ = ["RAW_HEADER"]  # re-exported: the Spark side reads the format's facts from here too
 TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 
 # Raw field order and the type each is parsed into. Parsing is explicit: never inferred.

@@ -7,6 +7,7 @@ and arguments from here, so a job's command line is never retyped.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -27,6 +28,8 @@ class RunContext:
     ds: str  # YYYY-MM-DD: the day whose data the run processes and scores
     run_id: str
     lake_root: str
+    # Extra command-line options per step name (FRAUDOPS_<STEP>_ARGS), after the standard ones.
+    extra_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def safe_run_id(self) -> str:
@@ -42,7 +45,7 @@ class Step:
 
     def args(self, ctx: RunContext) -> list[str]:
         common = ["--lake-root", ctx.lake_root, "--run-id", ctx.safe_run_id]
-        return common + _STEP_ARGS[self.name](ctx)
+        return common + _STEP_ARGS[self.name](ctx) + list(ctx.extra_args.get(self.name, ()))
 
 
 def safe_id(value: str) -> str:

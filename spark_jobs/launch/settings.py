@@ -9,12 +9,14 @@ Every default that names something shared comes from spark_jobs/platform.yaml.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from spark_jobs import config
 from spark_jobs.platform import platform
+from spark_jobs.steps import STEPS
 
 BACKEND_ENV = "FRAUDOPS_BACKEND"
 SCHEDULE_ENV = "FRAUDOPS_SCHEDULE"
@@ -23,7 +25,10 @@ SPARK_IMAGE_ENV = "FRAUDOPS_SPARK_IMAGE"
 JOBS_NAMESPACE_ENV = "FRAUDOPS_JOBS_NAMESPACE"
 KUBERNETES_CONN_ID_ENV = "FRAUDOPS_KUBERNETES_CONN_ID"
 STEP_TIMEOUT_ENV = "FRAUDOPS_STEP_TIMEOUT_MINUTES"
+RETRIES_ENV = "FRAUDOPS_TASK_RETRIES"
 SPARK_TEMPLATE_ENV = "FRAUDOPS_SPARK_TEMPLATE"
+# Extra options of one step's CLI, e.g. FRAUDOPS_PROMOTE_ARGS="--policy better --resamples 2000".
+STEP_ARGS_ENV = "FRAUDOPS_{step}_ARGS"
 
 LOCAL = "local"
 KUBERNETES = "kubernetes"
@@ -32,6 +37,7 @@ BACKENDS = (LOCAL, KUBERNETES)
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_START_DATE = "2018-04-01"  # the first day of the synthetic lake
 DEFAULT_STEP_TIMEOUT_MINUTES = 120
+DEFAULT_RETRIES = 2
 # The repository layout (editable install, or an image that copies the repository as is).
 DEFAULT_SPARK_TEMPLATE = (
     Path(__file__).resolve().parents[2] / "k8s" / "spark" / "sparkapplication.template.yaml"
@@ -46,12 +52,14 @@ class Settings:
     schedule: str | None  # None: manual runs only
     start_date: datetime
     step_timeout: timedelta
+    retries: int  # per task, with exponential back-off
     spark_image: str
     jobs_namespace: str
     spark_service_account: str
     kubernetes_conn_id: str
     s3_endpoint: str
     spark_template: Path
+    step_args: dict[str, tuple[str, ...]]  # step name -> extra CLI options
 
     @property
     def on_kubernetes(self) -> bool:
@@ -68,14 +76,14 @@ def load_settings() -> Settings:
     return Settings(
         backend=backend,
         lake_root=_lake_root(on_kubernetes),
-        tracking_uri=env.get(config.TRACKING_URI_ENV) or (
-            _in_cluster_tracking_uri() if on_kubernetes else None
-        ),
+        tracking_uri=env.get(config.TRACKING_URI_ENV)
+        or (_in_cluster_tracking_uri() if on_kubernetes else None),
         schedule=_schedule(env.get(SCHEDULE_ENV, DEFAULT_SCHEDULE)),
         start_date=_start_date(env.get(START_DATE_ENV) or DEFAULT_START_DATE),
         step_timeout=timedelta(
             minutes=int(env.get(STEP_TIMEOUT_ENV) or DEFAULT_STEP_TIMEOUT_MINUTES)
         ),
+        retries=int(env.get(RETRIES_ENV) or DEFAULT_RETRIES),
         spark_image=env.get(SPARK_IMAGE_ENV)
         or f"{names['images']['spark']}:{names['images']['default_tag']}",
         jobs_namespace=env.get(JOBS_NAMESPACE_ENV) or names["namespaces"]["jobs"],
@@ -83,7 +91,20 @@ def load_settings() -> Settings:
         kubernetes_conn_id=env.get(KUBERNETES_CONN_ID_ENV) or "kubernetes_default",
         s3_endpoint=env.get(config.S3_ENDPOINT_ENV) or names["s3"]["endpoint"],
         spark_template=Path(env.get(SPARK_TEMPLATE_ENV) or DEFAULT_SPARK_TEMPLATE),
+        step_args=_step_args(),
     )
+
+
+def step_args_env(step: str) -> str:
+    return STEP_ARGS_ENV.format(step=step.upper())
+
+
+def _step_args() -> dict[str, tuple[str, ...]]:
+    found = {}
+    for step in STEPS:
+        if value := os.environ.get(step_args_env(step), "").strip():
+            found[step] = tuple(shlex.split(value))
+    return found
 
 
 def _lake_root(on_kubernetes: bool) -> str:

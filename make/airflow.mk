@@ -1,0 +1,50 @@
+# Local Airflow: a throwaway home in .airflow/ (git-ignored, SQLite), the DAGs from dags/, the
+# Spark steps on local[*] (FRAUDOPS_BACKEND=local). Other targets run Airflow commands as
+#   $(AIRFLOW) dags test $(AIRFLOW_DAG_ID) 2018-04-02     (after the $(AIRFLOW_DB) prerequisite)
+# spark_jobs/launch/local_airflow.py builds the same environment for the DAG tests.
+# JWT_ISSUER: Airflow 3.1.2 signs API and task tokens with an empty-list issuer when it is unset,
+# which PyJWT >= 2.11 refuses ("Issuer (iss) must be a string"): logins and tasks would fail.
+
+AIRFLOW_HOME_DIR := $(CURDIR)/.airflow
+AIRFLOW_DB := $(AIRFLOW_HOME_DIR)/airflow.db
+AIRFLOW_DAG_ID := $(shell sed -n 's/^ *dag_id: *//p' spark_jobs/platform.yaml)
+AIRFLOW_UI_PORT ?= 8080
+MLFLOW_UI_PORT ?= 5000
+AIRFLOW_PASSWORDS_FILE := $(AIRFLOW_HOME_DIR)/simple_auth_manager_passwords.json.generated
+
+AIRFLOW_ENV := \
+	AIRFLOW_HOME=$(AIRFLOW_HOME_DIR) \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(AIRFLOW_DB) \
+	AIRFLOW__API_AUTH__JWT_ISSUER=fraudops-local \
+	FRAUDOPS_BACKEND=local \
+	FRAUDOPS_HOME=$(CURDIR)
+AIRFLOW := $(AIRFLOW_ENV) $(VENV)/bin/airflow
+
+.PHONY: airflow-db ui
+
+$(AIRFLOW_DB): $(VENV)/.synced
+	mkdir -p $(AIRFLOW_HOME_DIR)
+	$(AIRFLOW) db migrate > $(AIRFLOW_HOME_DIR)/db-migrate.log
+	touch $@
+
+airflow-db: $(AIRFLOW_DB) ## Create or upgrade the local Airflow metadata DB in .airflow/
+
+ui: $(AIRFLOW_DB) ## Airflow (standalone) and the MLflow UI on localhost; Ctrl-C stops both
+	@# standalone starts its components as `airflow ...` commands: the venv goes first on PATH.
+	@tracking_uri="$$($(AIRFLOW_ENV) $(PY) -c 'from spark_jobs.config import tracking_uri; print(tracking_uri())')"; \
+	$(AIRFLOW_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$tracking_uri" \
+		--host 127.0.0.1 --port $(MLFLOW_UI_PORT) > $(AIRFLOW_HOME_DIR)/mlflow-ui.log 2>&1 & \
+	mlflow_pid=$$!; \
+	( for _ in $$(seq 180); do \
+		if [ -s $(AIRFLOW_PASSWORDS_FILE) ]; then \
+			echo ">>> Airflow login (user: password): $$(cat $(AIRFLOW_PASSWORDS_FILE))"; break; \
+		fi; sleep 1; done ) & \
+	waiter_pid=$$!; \
+	trap 'kill $$mlflow_pid $$waiter_pid 2>/dev/null || true' EXIT; \
+	echo ">>> Airflow: http://127.0.0.1:$(AIRFLOW_UI_PORT)  (user admin; the generated password is kept in $(AIRFLOW_PASSWORDS_FILE))"; \
+	echo ">>> MLflow:  http://127.0.0.1:$(MLFLOW_UI_PORT)  (store $$tracking_uri; log in $(AIRFLOW_HOME_DIR)/mlflow-ui.log)"; \
+	$(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_UI_PORT) \
+		AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_UI_PORT)/execution/ \
+		PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
