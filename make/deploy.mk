@@ -1,0 +1,163 @@
+# Images and the Kubernetes side: build and push the three images, install spark-operator, MLflow
+# and Airflow with Helm plus the k8s/ overlay, reach the UIs. docs/kubernetes.md has the walk-through.
+#   yandex: make infra-apply kubeconfig infra-secrets images deploy
+#   dev:    make images-dev deploy OVERLAY=dev          (kind or minikube)
+# Secrets never come from here: scripts/tf-outputs-to-k8s.sh (yandex) or the dev overlay create
+# them; the only one made here is Airflow's own random keys, once, if missing.
+# Argo CD is the other way to deploy (k8s/argocd): do not mix the two on one cluster.
+
+OVERLAY ?= yandex
+HELM ?= helm
+KUBECTL ?= kubectl
+DOCKER ?= docker
+TAG ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+TF_VALUES ?= .deploy/terraform-values.yaml
+CHART_CACHE ?= $(TOOLS_DIR)/charts
+HELM_TIMEOUT ?= 20m
+
+# Shared names, read from spark_jobs/platform.yaml when a recipe needs them.
+platform = $(shell $(PY) -c "from spark_jobs.platform import platform; print(platform()$(1))")
+NS_PLATFORM = $(call platform,['namespaces']['platform'])
+NS_JOBS = $(call platform,['namespaces']['jobs'])
+NS_SPARK_OPERATOR = $(call platform,['namespaces']['spark_operator'])
+AIRFLOW_KEYS_SECRET = $(call platform,['secrets']['airflow_keys'])
+MLFLOW_SERVICE = $(call platform,['mlflow']['service'])
+MLFLOW_PORT = $(call platform,['mlflow']['port'])
+POOL_LABEL = $(call platform,['spark_node_pool']['label_key'])=$(call platform,['spark_node_pool']['label_value'])
+IMAGE_NAMES = $(call platform,['images']['spark']) $(call platform,['images']['airflow']) $(call platform,['images']['mlflow'])
+image_name = $(call platform,['images']['$(1)'])
+# Upstream chart versions: charts/versions.yaml, the one place they are pinned.
+chart_field = $(shell sed -n 's/^  $(1): *//p' charts/versions.yaml)
+
+# cr.yandex/<registry id>: the terraform helper's values file, else `terraform output`.
+REGISTRY ?= $(shell if [ -f $(TF_VALUES) ]; then \
+	$(PY) -c "import yaml; print(yaml.safe_load(open('$(TF_VALUES)'))['registry']['url'])"; \
+	else $(TERRAFORM) -chdir=terraform output -json 2>/dev/null | $(PY) -c \
+		"import json, sys; print(json.loads(sys.stdin.read() or '{}').get('registry_url', {}).get('value', ''))"; fi)
+# The repository git-sync clones the DAGs from.
+GIT_REPO_URL ?= $(shell git remote get-url origin 2>/dev/null)
+GIT_BRANCH ?= main
+
+ifeq ($(OVERLAY),dev)
+DEPLOY_REGISTRY :=
+DEPLOY_TAG := dev
+DEV_VALUES = -f charts/$(1)-values.dev.yaml
+else
+DEPLOY_REGISTRY = $(REGISTRY)/
+DEPLOY_TAG = $(TAG)
+DEV_VALUES =
+endif
+image_ref = $(DEPLOY_REGISTRY)$(call image_name,$(1)):$(DEPLOY_TAG)
+
+.PHONY: images images-dev spark-jars-pin deploy deploy-check undeploy port-forward-airflow \
+	port-forward-mlflow argocd-bootstrap charts-pull
+
+images/spark/jars.sha512:
+	@echo "images/spark/jars.sha512 is missing: run 'make spark-jars-pin', review and commit it" >&2
+	@exit 1
+
+spark-jars-pin: ## Pin the S3A jars of the Spark image (downloads them, checks Maven's SHA-1, writes SHA-512)
+	@set -euo pipefail; \
+	hadoop=$$(sed -n 's/^ARG HADOOP_VERSION=//p' images/spark/Dockerfile); \
+	sdk=$$(sed -n 's/^ARG AWS_SDK_VERSION=//p' images/spark/Dockerfile); \
+	maven=$$(sed -n 's/^ARG MAVEN_CENTRAL=//p' images/spark/Dockerfile); \
+	work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+	for url in "$$maven/org/apache/hadoop/hadoop-aws/$$hadoop/hadoop-aws-$$hadoop.jar" \
+	           "$$maven/software/amazon/awssdk/bundle/$$sdk/bundle-$$sdk.jar"; do \
+		name=$${url##*/}; \
+		curl -fsSL -o "$$work/$$name" "$$url"; \
+		echo "$$(curl -fsSL "$$url.sha1" | cut -c1-40)  $$work/$$name" | sha1sum --check --quiet -; \
+		(cd "$$work" && sha512sum "$$name"); \
+	done > images/spark/jars.sha512.new; \
+	mv images/spark/jars.sha512.new images/spark/jars.sha512; \
+	echo ">>> wrote images/spark/jars.sha512: review the diff and commit it"
+
+images: images/spark/jars.sha512 ## Build and push the images to cr.yandex/<registry>/<name>:<git sha> (TAG, REGISTRY)
+	@test -n "$(REGISTRY)" || { echo "REGISTRY unknown: run make infra-secrets or set REGISTRY" >&2; exit 1; }
+	@test -n "$(TAG)" || { echo "TAG unknown: not a git checkout? set TAG" >&2; exit 1; }
+	@for image in spark airflow mlflow; do \
+		name=$$($(PY) -c "from spark_jobs.platform import platform; print(platform()['images']['$$image'])"); \
+		echo ">>> $(REGISTRY)/$$name:$(TAG)"; \
+		$(DOCKER) build --file images/$$image/Dockerfile --tag "$(REGISTRY)/$$name:$(TAG)" . \
+			&& $(DOCKER) push "$(REGISTRY)/$$name:$(TAG)" || exit 1; \
+	done
+
+images-dev: images/spark/jars.sha512 ## Build the images as <name>:dev and load them into kind or minikube
+	@for image in spark airflow mlflow; do \
+		name=$$($(PY) -c "from spark_jobs.platform import platform; print(platform()['images']['$$image'])"); \
+		$(DOCKER) build --file images/$$image/Dockerfile --tag "$$name:dev" . || exit 1; \
+		if command -v kind >/dev/null; then kind load docker-image "$$name:dev" $${KIND_CLUSTER:+--name $$KIND_CLUSTER}; \
+		elif command -v minikube >/dev/null; then minikube image load "$$name:dev"; \
+		else echo "neither kind nor minikube found: load $$name:dev into your cluster" >&2; fi; \
+	done
+
+deploy-check:
+	@test -f k8s/overlays/$(OVERLAY)/kustomization.yaml || { echo "no overlay k8s/overlays/$(OVERLAY)" >&2; exit 1; }
+	@test -n "$(GIT_REPO_URL)" || { echo "GIT_REPO_URL unknown (git-sync clones the DAGs from it)" >&2; exit 1; }
+	@if [ "$(OVERLAY)" != dev ]; then test -n "$(REGISTRY)" -a -n "$(TAG)" \
+		|| { echo "REGISTRY and TAG are needed (make infra-secrets, a git checkout)" >&2; exit 1; }; fi
+	@echo ">>> deploying overlay $(OVERLAY) to context $$($(KUBECTL) config current-context)"
+
+deploy: deploy-check ## helm upgrade --install spark-operator, MLflow, Airflow and apply k8s/overlays/$(OVERLAY)
+	$(KUBECTL) kustomize k8s/overlays/$(OVERLAY) | $(KUBECTL) apply -f -
+	@# The images of this deploy, where the Airflow pods read the Spark one (Argo CD gets them
+	@# from the committed overlay instead).
+	$(KUBECTL) --namespace $(NS_PLATFORM) patch configmap fraudops-environment --type merge \
+		-p '{"data": {"spark_image": "$(call image_ref,spark)", "airflow_image": "$(call image_ref,airflow)", "mlflow_image": "$(call image_ref,mlflow)"}}'
+ifeq ($(OVERLAY),dev)
+	@# Single node: it is also the "Spark node group" the SparkApplications select.
+	$(KUBECTL) label nodes --all $(POOL_LABEL) --overwrite
+else
+	@$(KUBECTL) --namespace $(NS_PLATFORM) get secret $(AIRFLOW_KEYS_SECRET) >/dev/null 2>&1 || { \
+		echo ">>> creating Secret $(AIRFLOW_KEYS_SECRET) (random, once)"; \
+		umask 077; work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
+		openssl rand -base64 32 | tr '+/' '-_' | tr -d '\n' > "$$work/fernet-key"; \
+		for key in api-secret-key jwt-secret webserver-secret-key; do openssl rand -hex 32 | tr -d '\n' > "$$work/$$key"; done; \
+		$(KUBECTL) --namespace $(NS_PLATFORM) create secret generic $(AIRFLOW_KEYS_SECRET) \
+			--from-file="$$work/fernet-key" --from-file="$$work/api-secret-key" \
+			--from-file="$$work/jwt-secret" --from-file="$$work/webserver-secret-key"; }
+endif
+	$(HELM) repo add apache-airflow $(call chart_field,airflow_repo) --force-update
+	$(HELM) repo add spark-operator $(call chart_field,spark_operator_repo) --force-update
+	$(HELM) upgrade --install spark-operator spark-operator/$(call chart_field,spark_operator_chart) \
+		--version $(call chart_field,spark_operator_version) --namespace $(NS_SPARK_OPERATOR) \
+		--values charts/spark-operator-values.yaml --wait --timeout $(HELM_TIMEOUT)
+	$(HELM) upgrade --install $(MLFLOW_SERVICE) charts/mlflow --namespace $(NS_PLATFORM) \
+		$(call DEV_VALUES,mlflow) \
+		--set image.repository=$(DEPLOY_REGISTRY)$(call image_name,mlflow) --set-string image.tag=$(DEPLOY_TAG) \
+		--wait --timeout $(HELM_TIMEOUT)
+	@# Without Helm hooks (see airflow-values.yaml) the migration Job is a plain resource: a new
+	@# image must not patch the finished one.
+	$(KUBECTL) --namespace $(NS_PLATFORM) delete job airflow-run-airflow-migrations --ignore-not-found
+	$(HELM) upgrade --install airflow apache-airflow/$(call chart_field,airflow_chart) \
+		--version $(call chart_field,airflow_version) --namespace $(NS_PLATFORM) \
+		--values charts/airflow-values.yaml $(call DEV_VALUES,airflow) \
+		--set images.airflow.repository=$(DEPLOY_REGISTRY)$(call image_name,airflow) \
+		--set-string images.airflow.tag=$(DEPLOY_TAG) \
+		--set defaultAirflowRepository=$(DEPLOY_REGISTRY)$(call image_name,airflow) \
+		--set-string defaultAirflowTag=$(DEPLOY_TAG) \
+		--set dags.gitSync.repo=$(GIT_REPO_URL) --set dags.gitSync.branch=$(GIT_BRANCH) \
+		--wait --wait-for-jobs --timeout $(HELM_TIMEOUT)
+	$(HELM) test $(MLFLOW_SERVICE) --namespace $(NS_PLATFORM) --timeout 5m
+	@echo ">>> deployed. make port-forward-airflow / make port-forward-mlflow"
+
+undeploy: ## Uninstall the releases and delete the overlay's objects (namespaces included: data in dev PVCs goes too)
+	-$(HELM) uninstall airflow --namespace $(NS_PLATFORM) --wait
+	-$(HELM) uninstall $(MLFLOW_SERVICE) --namespace $(NS_PLATFORM) --wait
+	-$(HELM) uninstall spark-operator --namespace $(NS_SPARK_OPERATOR) --wait
+	$(KUBECTL) kustomize k8s/overlays/$(OVERLAY) | $(KUBECTL) delete --ignore-not-found -f -
+
+port-forward-airflow: ## Airflow UI and API on http://localhost:8080
+	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/airflow-api-server 8080:8080
+
+port-forward-mlflow: ## MLflow UI on http://localhost:$(MLFLOW_PORT)
+	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
+
+argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)
+	$(KUBECTL) apply -k k8s/argocd
+
+charts-pull: $(VENV)/.synced ## Download the pinned upstream charts into .tools/charts (tests render them when present)
+	$(PY) -c "import helm_python as h; \
+		[h.pull(c, repo_url=r, version=v, destination='$(CHART_CACHE)') for c, r, v in ( \
+		('$(call chart_field,airflow_chart)', '$(call chart_field,airflow_repo)', '$(call chart_field,airflow_version)'), \
+		('$(call chart_field,spark_operator_chart)', '$(call chart_field,spark_operator_repo)', '$(call chart_field,spark_operator_version)'))]"
