@@ -13,7 +13,7 @@ CHECKOV_VENV := tools/checkov/.venv
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup test demo bench bench-quality lint clean-local
+.PHONY: help setup test lint clean-local
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
