@@ -39,12 +39,26 @@ def date_arg(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {value!r}") from exc
 
 
+OUR_LOGGERS = ("fraudops", "spark_jobs")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """INFO logs of our own loggers on stderr, whatever the libraries do to the root logger.
+
+    Opening a SQLite MLflow store runs alembic's ``logging.config.fileConfig``, which sets the
+    root logger to WARNING and adds its own handler: our loggers therefore carry their own
+    handler and do not propagate, so a job's progress stays visible after ``tracking.setup()``.
+    """
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
+    for name in OUR_LOGGERS:
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     for noisy in ("py4j", "urllib3", "botocore", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
