@@ -72,7 +72,7 @@ spark-jars-pin: ## Pin the S3A jars of the Spark image (downloads them, checks M
 	mv images/spark/jars.sha512.new images/spark/jars.sha512; \
 	echo ">>> wrote images/spark/jars.sha512: review the diff and commit it"
 
-images: images/spark/jars.sha512 ## Build and push the images to cr.yandex/<registry>/<name>:<git sha> (TAG, REGISTRY)
+images: images/spark/jars.sha512 $(VENV)/.synced ## Build and push the images to cr.yandex/<registry>/<name>:<git sha> (TAG, REGISTRY)
 	@test -n "$(REGISTRY)" || { echo "REGISTRY unknown: run make infra-secrets or set REGISTRY" >&2; exit 1; }
 	@test -n "$(TAG)" || { echo "TAG unknown: not a git checkout? set TAG" >&2; exit 1; }
 	@for image in spark airflow mlflow; do \
@@ -82,7 +82,7 @@ images: images/spark/jars.sha512 ## Build and push the images to cr.yandex/<regi
 			&& $(DOCKER) push "$(REGISTRY)/$$name:$(TAG)" || exit 1; \
 	done
 
-images-dev: images/spark/jars.sha512 ## Build the images as <name>:dev and load them into kind or minikube
+images-dev: images/spark/jars.sha512 $(VENV)/.synced ## Build the images as <name>:dev and load them into kind or minikube
 	@for image in spark airflow mlflow; do \
 		name=$$($(PY) -c "from spark_jobs.platform import platform; print(platform()['images']['$$image'])"); \
 		$(DOCKER) build --file images/$$image/Dockerfile --tag "$$name:dev" . || exit 1; \
@@ -91,7 +91,7 @@ images-dev: images/spark/jars.sha512 ## Build the images as <name>:dev and load 
 		else echo "neither kind nor minikube found: load $$name:dev into your cluster" >&2; fi; \
 	done
 
-deploy-check:
+deploy-check: $(VENV)/.synced
 	@test -f k8s/overlays/$(OVERLAY)/kustomization.yaml || { echo "no overlay k8s/overlays/$(OVERLAY)" >&2; exit 1; }
 	@test -n "$(GIT_REPO_URL)" || { echo "GIT_REPO_URL unknown (git-sync clones the DAGs from it)" >&2; exit 1; }
 	@if [ "$(OVERLAY)" != dev ]; then test -n "$(REGISTRY)" -a -n "$(TAG)" \
@@ -141,16 +141,16 @@ endif
 	$(HELM) test $(MLFLOW_SERVICE) --namespace $(NS_PLATFORM) --timeout 5m
 	@echo ">>> deployed. make port-forward-airflow / make port-forward-mlflow"
 
-undeploy: ## Uninstall the releases and delete the overlay's objects (namespaces included: data in dev PVCs goes too)
+undeploy: $(VENV)/.synced ## Uninstall the releases and delete the overlay's objects (namespaces included: data in dev PVCs goes too)
 	-$(HELM) uninstall airflow --namespace $(NS_PLATFORM) --wait
 	-$(HELM) uninstall $(MLFLOW_SERVICE) --namespace $(NS_PLATFORM) --wait
 	-$(HELM) uninstall spark-operator --namespace $(NS_SPARK_OPERATOR) --wait
 	$(KUBECTL) kustomize k8s/overlays/$(OVERLAY) | $(KUBECTL) delete --ignore-not-found -f -
 
-port-forward-airflow: ## Airflow UI and API on http://localhost:8080
+port-forward-airflow: $(VENV)/.synced ## Airflow UI and API on http://localhost:8080
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/airflow-api-server 8080:8080
 
-port-forward-mlflow: ## MLflow UI on http://localhost:$(MLFLOW_PORT)
+port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:$(MLFLOW_PORT)
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
 
 argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)

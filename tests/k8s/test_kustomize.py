@@ -76,9 +76,12 @@ def test_airflow_workers_may_only_run_spark_applications_in_the_jobs_namespace(b
               for group in rule["apiGroups"] for resource in rule["resources"]}
     assert grants[("sparkoperator.k8s.io", "sparkapplications")] == {
         "create", "get", "list", "watch", "delete"}
-    assert grants[("", "pods")] == grants[("", "pods/log")] == {"get", "list", "watch"}
+    # What the provider calls: get_namespaced_custom_object_status, patch_namespaced_pod.
+    assert grants[("sparkoperator.k8s.io", "sparkapplications/status")] == {"get"}
+    assert grants[("", "pods")] == {"get", "list", "watch", "patch"}
+    assert grants[("", "pods/log")] == {"get", "list", "watch"}
     assert all(verbs <= {"get", "list", "watch"} for (group, resource), verbs in grants.items()
-               if resource != "sparkapplications")
+               if resource not in {"sparkapplications", "pods"})
     assert not any("*" in verbs or resource == "secrets" for (_, resource), verbs in grants.items())
 
 
