@@ -55,7 +55,7 @@ def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
 
 def fit(candidate: Candidate, train: DataFrame, seed: int):
     counts = train.agg(F.count("*").alias("n"), F.sum(LABEL).alias("f")).first()
-    weight = modeling.balanced_fraud_weight(counts["n"], counts["f"] or 0)
+    weight = modeling.fraud_weight(candidate, counts["n"], counts["f"] or 0)
     return modeling.pipeline(candidate, seed).fit(modeling.with_class_weights(train, weight))
 
 
