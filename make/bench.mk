@@ -1,7 +1,10 @@
-.PHONY: bench bench-quality
+.PHONY: bench bench-quality bench-model
 
 bench: setup ## Throughput benchmark (10M rows, Spark vs DuckDB, daily step): .bench/results.json
 	$(PY) -m benchmarks.pipeline $(BENCH_ARGS)
 
 bench-quality: setup ## Handbook chapter-5 protocol on the handbook's data: .bench/quality.json
 	$(PY) -m benchmarks.quality $(BENCH_ARGS)
+
+bench-model: setup ## One demo day's train + promote as the DAG runs them: .bench/model_step.json
+	$(PY) -m benchmarks.model_step $(BENCH_ARGS)

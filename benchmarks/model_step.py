@@ -1,0 +1,90 @@
+"""`make bench-model`: wall time of one day's train and promote on the demo lake, run as the DAG
+runs them (``python -m`` subprocesses on local[*], JVM start included). Not a test.
+
+    python -m benchmarks.model_step
+
+Generates the demo's lake (spark_jobs.demo defaults), cleans and builds features up to the
+demo's first logical date, trains and promotes there (the first champion), then adds the next
+day and times that day's train and promote: a challenger compared with a champion, the daily
+case. Writes .bench/model_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+from spark_jobs import demo
+from spark_jobs.generate import generate_lake
+from spark_jobs.lake import Lake
+from spark_jobs.launch.local import StepProcess, local_command
+from spark_jobs.steps import STEPS, RunContext
+
+log = logging.getLogger("fraudops.bench.model")
+BAR_SECONDS = 180  # issue 3: train plus promote for one day of the demo lake under 3 minutes
+
+
+def step_seconds(name: str, ctx: RunContext, env: dict[str, str], logfile) -> float:
+    started = time.perf_counter()
+    StepProcess(local_command(STEPS[name], ctx), env).run(lambda line: print(line, file=logfile))
+    seconds = time.perf_counter() - started
+    log.info("%s %s: %.1f s", name, ctx.ds, seconds)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, default=Path(".bench/model"))
+    parser.add_argument("--output", type=Path, default=Path(".bench/model_step.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    setup = demo.parse_args([])  # the demo lake: one definition of its size and dates
+
+    home = args.workdir.resolve()
+    shutil.rmtree(home, ignore_errors=True)
+    lake = Lake(str(home / "data" / "lake"))
+    days = [(demo.START + dt.timedelta(days=setup.first_day + i)).isoformat() for i in (0, 1)]
+    generated = generate_lake(lake, demo.START, setup.first_day + 2, setup.customers,
+                              setup.terminals, seed=setup.seed, defect_rate=setup.defect_rate)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FRAUDOPS_"))}
+    env.update(FRAUDOPS_HOME=str(home), FRAUDOPS_LAKE_ROOT=lake.root)
+    extra = {step: tuple(shlex.split(value)) for step, value in demo.DEMO_STEP_ARGS.items()}
+
+    timings: dict[str, dict[str, float]] = {}
+    with open(home / "steps.log", "w") as logfile:
+        for day in days:
+            ctx = RunContext(day, f"bench-{day}", lake.root, extra_args=extra)
+            timings[day] = {name: step_seconds(name, ctx, env, logfile)
+                            for name in ("clean", "features", "train", "promote")}
+    decision = json.loads(Path(lake.run_summary("promote", f"bench-{days[1]}")).read_text())
+    daily = timings[days[1]]
+    results = {
+        "lake_transactions": generated["transactions"],
+        "first_day": days[0],
+        "daily_day": days[1],
+        "first_champion_train_s": round(timings[days[0]]["train"], 1),
+        "first_champion_promote_s": round(timings[days[0]]["promote"], 1),
+        "train_s": round(daily["train"], 1),
+        "promote_s": round(daily["promote"], 1),
+        "train_plus_promote_s": round(daily["train"] + daily["promote"], 1),
+        "bar_s": BAR_SECONDS,
+        "train_plus_promote_vs_bar": round((daily["train"] + daily["promote"]) / BAR_SECONDS, 2),
+        "decision": decision["decision"],
+        "cpus": os.cpu_count(),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    width = max(map(len, results))
+    print("\n".join(f"{key.ljust(width)}  {value}" for key, value in results.items()))
+    return results
+
+
+if __name__ == "__main__":
+    main()
