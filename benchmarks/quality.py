@@ -35,8 +35,10 @@ START_TRAINING = "2018-07-25"
 DELTA = 7
 FOLDS = 4
 GRID = {
-    "gbt": {"maxDepth": [3, 5], "maxIter": [50], "stepSize": [0.1], "subsamplingRate": [0.8]},
-    "random_forest": {"maxDepth": [10], "numTrees": [100], "featureSubsetStrategy": ["sqrt"]},
+    "gbt": {"maxDepth": [4], "maxIter": [100], "stepSize": [0.2], "subsamplingRate": [0.8],
+            "maxBins": [128]},
+    "random_forest": {"maxDepth": [10, 16], "numTrees": [100], "featureSubsetStrategy": ["sqrt"],
+                      "maxBins": [128]},
 }
 
 
