@@ -150,7 +150,7 @@ undeploy: $(VENV)/.synced ## Uninstall the releases and delete the overlay's obj
 port-forward-airflow: $(VENV)/.synced ## Airflow UI and API on http://localhost:8080
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/airflow-api-server 8080:8080
 
-port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:$(MLFLOW_PORT)
+port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:<mlflow.port> (5000)
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
 
 argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)
