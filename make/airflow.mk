@@ -5,7 +5,10 @@
 # JWT_ISSUER: Airflow 3.1.2 signs API and task tokens with an empty-list issuer when it is unset,
 # which PyJWT >= 2.11 refuses ("Issuer (iss) must be a string"): logins and tasks would fail.
 
-AIRFLOW_HOME_DIR := $(CURDIR)/.airflow
+# UI_HOME: the working folder whose state the UIs show (lake, .mlflow, .airflow), e.g. .demo
+UI_HOME ?= $(CURDIR)
+override UI_HOME := $(abspath $(UI_HOME))
+AIRFLOW_HOME_DIR := $(UI_HOME)/.airflow
 AIRFLOW_DB := $(AIRFLOW_HOME_DIR)/airflow.db
 AIRFLOW_DAG_ID := $(shell sed -n 's/^ *dag_id: *//p' spark_jobs/platform.yaml)
 AIRFLOW_UI_PORT ?= 8080
@@ -19,7 +22,7 @@ AIRFLOW_ENV := \
 	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(AIRFLOW_DB) \
 	AIRFLOW__API_AUTH__JWT_ISSUER=fraudops-local \
 	FRAUDOPS_BACKEND=local \
-	FRAUDOPS_HOME=$(CURDIR)
+	FRAUDOPS_HOME=$(UI_HOME)
 AIRFLOW := $(AIRFLOW_ENV) $(VENV)/bin/airflow
 
 .PHONY: airflow-db ui
@@ -31,7 +34,7 @@ $(AIRFLOW_DB): $(VENV)/.synced
 
 airflow-db: $(AIRFLOW_DB) ## Create or upgrade the local Airflow metadata DB in .airflow/
 
-ui: $(AIRFLOW_DB) ## Airflow (standalone) and the MLflow UI on localhost; Ctrl-C stops both
+ui: $(AIRFLOW_DB) ## Airflow (standalone) and the MLflow UI on localhost (UI_HOME=.demo after make demo)
 	@# standalone starts its components as `airflow ...` commands: the venv goes first on PATH.
 	@tracking_uri="$$($(AIRFLOW_ENV) $(PY) -c 'from spark_jobs.config import tracking_uri; print(tracking_uri())')"; \
 	$(AIRFLOW_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$tracking_uri" \

@@ -130,7 +130,7 @@ def run_demo(args: argparse.Namespace) -> list[dict]:
 
     step_args = {step_args_env(step): getattr(args, f"{step}_args")
                  for step in DEMO_STEP_ARGS if getattr(args, f"{step}_args")}
-    airflow = LocalAirflow.create(home / "airflow", home, lake.root, **step_args)
+    airflow = LocalAirflow.create(home / ".airflow", home, lake.root, **step_args)
     (home / "logs").mkdir(parents=True, exist_ok=True)
     rows = []
     for day in dates:
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (home / "demo_summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     (home / "demo_summary.txt").write_text(table + "\n")
     say(f"report: {home / 'reports' / 'index.html'}")
-    say(f"MLflow store: {home / '.mlflow'} (`make ui` to browse); lake: {home / 'data' / 'lake'}")
+    say(f"MLflow store: {home / '.mlflow'}; lake: {home / 'data' / 'lake'}; to browse both: "
+        f"make ui UI_HOME={args.home}")
     say(f"{time.perf_counter() - started:.0f} s in all")
     return rows
 
