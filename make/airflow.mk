@@ -37,7 +37,7 @@ airflow-db: $(AIRFLOW_DB) ## Create or upgrade the local Airflow metadata DB in 
 ui: $(AIRFLOW_DB) ## Airflow (standalone) and the MLflow UI on localhost (UI_HOME=.demo after make demo)
 	@# standalone starts its components as `airflow ...` commands: the venv goes first on PATH.
 	@tracking_uri="$$($(AIRFLOW_ENV) $(PY) -c 'from spark_jobs.config import tracking_uri; print(tracking_uri())')"; \
-	$(AIRFLOW_ENV) $(VENV)/bin/mlflow ui --backend-store-uri "$$tracking_uri" \
+	$(AIRFLOW_ENV) setsid $(VENV)/bin/mlflow ui --backend-store-uri "$$tracking_uri" \
 		--host 127.0.0.1 --port $(MLFLOW_UI_PORT) > $(AIRFLOW_HOME_DIR)/mlflow-ui.log 2>&1 & \
 	mlflow_pid=$$!; \
 	( for _ in $$(seq 180); do \
@@ -45,7 +45,7 @@ ui: $(AIRFLOW_DB) ## Airflow (standalone) and the MLflow UI on localhost (UI_HOM
 			echo ">>> Airflow login (user: password): $$(cat $(AIRFLOW_PASSWORDS_FILE))"; break; \
 		fi; sleep 1; done ) & \
 	waiter_pid=$$!; \
-	trap 'kill $$mlflow_pid $$waiter_pid 2>/dev/null || true' EXIT; \
+	trap 'kill -- -$$mlflow_pid 2>/dev/null; kill $$waiter_pid 2>/dev/null || true' EXIT; \
 	echo ">>> Airflow: http://127.0.0.1:$(AIRFLOW_UI_PORT)  (user admin; the generated password is kept in $(AIRFLOW_PASSWORDS_FILE))"; \
 	echo ">>> MLflow:  http://127.0.0.1:$(MLFLOW_UI_PORT)  (store $$tracking_uri; log in $(AIRFLOW_HOME_DIR)/mlflow-ui.log)"; \
 	$(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_UI_PORT) \

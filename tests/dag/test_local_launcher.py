@@ -184,44 +184,27 @@ def test_extra_step_options_from_the_environment_follow_the_standard_ones(monkey
     assert "--policy" not in score and "--grid" not in score
 
 
+def run_entry(*args: str, env: dict[str, str], cwd) -> subprocess.CompletedProcess:
+    """``python entry.py <module> <args>`` as spark-submit runs the SparkApplication's main file."""
+    return subprocess.run([sys.executable, entry.__file__, *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
 def test_entry_runs_a_module_as_main_with_its_arguments(fake_step_module, tmp_path):
     env = {**os.environ, "FRAUDOPS_LAKE_ROOT": "/lake"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            entry.__file__,
-            fake_step_module,
-            "--run-id",
-            "r1",
-            "--until",
-            "2018-04-02",
-        ],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_entry(fake_step_module, "--run-id", "r1", "--until", "2018-04-02", env=env,
+                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == "args --run-id r1 --until 2018-04-02"
-    failing = subprocess.run(
-        [sys.executable, entry.__file__, fake_step_module], env={**env, "EXIT": "5"}, timeout=60
-    )
+    failing = run_entry(fake_step_module, env={**env, "EXIT": "5"}, cwd=tmp_path)
     assert failing.returncode == 5
 
 
 def test_entry_puts_the_package_root_first_and_imports_spark_jobs_from_it(tmp_path):
     probe = tmp_path / "probe_module.py"
     probe.write_text("import sys, spark_jobs; print(sys.path[0]); print(spark_jobs.__file__)\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, entry.__file__, "probe_module"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_entry("probe_module", env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                       cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     first_path, package_file = result.stdout.splitlines()
     assert first_path == str(entry.PACKAGE_ROOT)
