@@ -16,15 +16,15 @@ import datetime as dt
 import json
 import logging
 import os
-import shlex
 import shutil
 import time
 from pathlib import Path
 
-from spark_jobs import demo
+from spark_jobs import config, demo, storage
 from spark_jobs.generate import generate_lake
 from spark_jobs.lake import Lake
-from spark_jobs.launch.local import StepProcess, local_command
+from spark_jobs.launch.local import StepProcess, isolated_environment, local_command
+from spark_jobs.launch.settings import parse_step_args
 from spark_jobs.steps import STEPS, RunContext
 
 log = logging.getLogger("fraudops.bench.model")
@@ -49,13 +49,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     home = args.workdir.resolve()
     shutil.rmtree(home, ignore_errors=True)
-    lake = Lake(str(home / "data" / "lake"))
+    lake = Lake(config.lake_root_in(home))
     days = [(demo.START + dt.timedelta(days=setup.first_day + i)).isoformat() for i in (0, 1)]
     generated = generate_lake(lake, demo.START, setup.first_day + 2, setup.customers,
                               setup.terminals, seed=setup.seed, defect_rate=setup.defect_rate)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "FRAUDOPS_"))}
-    env.update(FRAUDOPS_HOME=str(home), FRAUDOPS_LAKE_ROOT=lake.root)
-    extra = {step: tuple(shlex.split(value)) for step, value in demo.DEMO_STEP_ARGS.items()}
+    env = isolated_environment(home, lake.root)
+    extra = {step: parse_step_args(value) for step, value in demo.DEMO_STEP_ARGS.items()}
 
     timings: dict[str, dict[str, float]] = {}
     with open(home / "steps.log", "w") as logfile:
@@ -63,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
             ctx = RunContext(day, f"bench-{day}", lake.root, extra_args=extra)
             timings[day] = {name: step_seconds(name, ctx, env, logfile)
                             for name in ("clean", "features", "train", "promote")}
-    decision = json.loads(Path(lake.run_summary("promote", f"bench-{days[1]}")).read_text())
+    decision = storage.read_json(lake.run_summary("promote", f"bench-{days[1]}"))
     daily = timings[days[1]]
     results = {
         "lake_transactions": generated["transactions"],

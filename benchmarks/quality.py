@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     spark = get_spark("bench-quality")
     lake = Lake(str(args.workdir / "lake"))
     if not (args.reuse_lake and clean_days(lake)):
-        generate.generate_lake(lake, "2018-04-01", 183, 5000, 10000, 5.0, seed=args.seed)
+        generate.generate_lake(lake, seed=args.seed)  # the handbook's parameters are the defaults
         clean.run(lake, None, "quality", spark)
         features.run(spark, lake, clean_days(lake))
 

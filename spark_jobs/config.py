@@ -21,8 +21,13 @@ def home() -> Path:
     return Path(os.environ.get(HOME_ENV, os.getcwd())).resolve()
 
 
+def lake_root_in(folder: Path) -> str:
+    """Where a working folder keeps its local lake."""
+    return str(folder / "data" / "lake")
+
+
 def default_lake_root() -> str:
-    return os.environ.get(LAKE_ROOT_ENV) or str(home() / "data" / "lake")
+    return os.environ.get(LAKE_ROOT_ENV) or lake_root_in(home())
 
 
 def tracking_uri() -> str:

@@ -19,14 +19,15 @@ import re
 import time
 from pathlib import Path
 
-from spark_jobs import storage
+from spark_jobs import config, storage
 from spark_jobs.generate import generate_lake
+from spark_jobs.simulator import SimulationParams
 from spark_jobs.lake import Lake
 from spark_jobs.launch.local_airflow import LocalAirflow
 from spark_jobs.launch.settings import step_args_env
 from spark_jobs.steps import safe_id
 
-START = dt.date(2018, 4, 1)
+START = SimulationParams.start_date  # the generator's first day, as the DAG's default start
 # Options the demo gives the steps through the DAG's environment (FRAUDOPS_<STEP>_ARGS).
 # `--policy better`: on a demo lake of a few thousand transactions a day, the 95% interval of
 # the AP difference over a 7-day window is wide, so the production policy (`ci`) rejects nearly
@@ -115,7 +116,7 @@ def format_table(rows: list[dict]) -> str:
 def run_demo(args: argparse.Namespace) -> list[dict]:
     """Generate the lake, run the DAG for each date, return one summary row per run."""
     home = args.home.resolve()
-    lake = Lake(str(home / "data" / "lake"))
+    lake = Lake(config.lake_root_in(home))
     dates = [(START + dt.timedelta(days=args.first_day + i)).isoformat() for i in range(args.runs)]
 
     say(f"generating {args.first_day + args.runs} days of transactions into {lake.raw}")
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     (home / "demo_summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     (home / "demo_summary.txt").write_text(table + "\n")
     say(f"report: {home / 'reports' / 'index.html'}")
-    say(f"MLflow store: {home / '.mlflow'}; lake: {home / 'data' / 'lake'}; to browse both: "
+    say(f"MLflow store: {home / '.mlflow'}; lake: {config.lake_root_in(home)}; to browse both: "
         f"make ui UI_HOME={args.home}")
     say(f"{time.perf_counter() - started:.0f} s in all")
     return rows

@@ -13,6 +13,7 @@ from pathlib import Path
 from airflow.sdk import Asset
 
 from spark_jobs.lake import Lake
+from spark_jobs.platform import platform
 
 
 def lake_asset_uri(path: str) -> str:
@@ -30,8 +31,10 @@ def model_asset_uri(model_name: str) -> str:
 def step_outlets(lake: Lake, model_name: str) -> dict[str, list[Asset]]:
     """Step name -> the assets a successful run of that step updates."""
 
+    project = platform()["project"]
+
     def folder(name: str, path: str) -> Asset:
-        return Asset(name=f"fraudops-{name}", uri=lake_asset_uri(path), group="lake")
+        return Asset(name=f"{project}-{name}", uri=lake_asset_uri(path), group="lake")
 
     return {
         "clean": [folder("clean-transactions", lake.clean)],

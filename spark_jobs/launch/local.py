@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from spark_jobs import config
 from spark_jobs.launch.settings import Settings
@@ -24,6 +25,19 @@ class StepFailed(RuntimeError):
 
 def local_command(step: Step, ctx: RunContext) -> list[str]:
     return [sys.executable, "-m", step.module, *step.args(ctx)]
+
+
+# Variables a developer's shell may carry that would leak into an isolated local run.
+INHERITED_PREFIXES = ("AIRFLOW", "FRAUDOPS_", "MLFLOW_")
+
+
+def isolated_environment(fraudops_home: Path, lake_root: str) -> dict[str, str]:
+    """This process's environment without Airflow/fraudops/MLflow settings, then the given home
+    and lake: a run (the demo, a benchmark, a test) that nothing in the shell can redirect."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(INHERITED_PREFIXES)}
+    env[config.HOME_ENV] = str(fraudops_home)
+    env[config.LAKE_ROOT_ENV] = lake_root
+    return env
 
 
 def local_environment(settings: Settings) -> dict[str, str]:

@@ -11,28 +11,29 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from spark_jobs import config
+from spark_jobs.launch.local import isolated_environment
 from spark_jobs.platform import platform
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID: str = platform()["airflow"]["dag_id"]
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
-# Variables a developer's shell may carry that would leak into the run.
-_INHERITED_PREFIXES = ("AIRFLOW", "FRAUDOPS_", "MLFLOW_")
 
 
 def local_airflow_env(
     airflow_home: Path, fraudops_home: Path, lake_root: str | None = None, **extra: str
 ) -> dict[str, str]:
     """The process environment of a local Airflow: SQLite in ``airflow_home``, repo dags/."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
+    env = isolated_environment(fraudops_home, lake_root or config.lake_root_in(fraudops_home))
     env.update(
         AIRFLOW_HOME=str(airflow_home),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
@@ -40,8 +41,6 @@ def local_airflow_env(
         AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
         AIRFLOW__API_AUTH__JWT_ISSUER="fraudops-local",  # see make/airflow.mk
         FRAUDOPS_BACKEND="local",
-        FRAUDOPS_HOME=str(fraudops_home),
-        FRAUDOPS_LAKE_ROOT=lake_root or str(fraudops_home / "data" / "lake"),
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     )
     env.update(extra)
@@ -53,6 +52,11 @@ def migrate_airflow_db(env: dict[str, str]) -> None:
     subprocess.run(
         [str(AIRFLOW_BIN), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300
     )
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -99,25 +103,33 @@ class LocalAirflow:
         written to ``log_path`` as it comes, and each line passed to ``echo`` (progress)."""
         command = [str(AIRFLOW_BIN), "dags", "test", self.dag_id, logical_date]
         lines: list[str] = []
-        deadline = time.monotonic() + timeout
         with contextlib.ExitStack() as stack:
             log = stack.enter_context(open(log_path, "w")) if log_path else None
             process = stack.enter_context(subprocess.Popen(
                 command, env=self.env, cwd=self.env["FRAUDOPS_HOME"], stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                start_new_session=True,
             ))
+            # A run that hangs without printing is stopped too: the whole process group, so no
+            # task process is left holding the output pipe open.
+            timer = threading.Timer(timeout, _kill_group, (process.pid,))
+            timer.start()
+            stack.callback(timer.cancel)
             assert process.stdout is not None
-            for line in process.stdout:
-                lines.append(line)
-                if log:
-                    log.write(line)
-                    log.flush()
-                if echo:
-                    echo(line.rstrip("\n"))
-                if time.monotonic() > deadline:
-                    process.kill()
-                    raise subprocess.TimeoutExpired(command, timeout, "".join(lines))
+            try:
+                for line in process.stdout:
+                    lines.append(line)
+                    if log:
+                        log.write(line)
+                        log.flush()
+                    if echo:
+                        echo(line.rstrip("\n"))
+            except BaseException:  # Ctrl-C: its own session no longer gets the terminal's signal
+                _kill_group(process.pid)
+                raise
             returncode = process.wait()
+            if not timer.is_alive():
+                raise subprocess.TimeoutExpired(command, timeout, "".join(lines))
         return subprocess.CompletedProcess(command, returncode, "".join(lines))
 
     def dag_run(self, logical_date: str) -> DagRunRecord:

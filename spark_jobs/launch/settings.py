@@ -99,11 +99,16 @@ def step_args_env(step: str) -> str:
     return STEP_ARGS_ENV.format(step=step.upper())
 
 
+def parse_step_args(value: str) -> tuple[str, ...]:
+    """A step's extra options as written in FRAUDOPS_<STEP>_ARGS (shell quoting)."""
+    return tuple(shlex.split(value))
+
+
 def _step_args() -> dict[str, tuple[str, ...]]:
     found = {}
     for step in STEPS:
         if value := os.environ.get(step_args_env(step), "").strip():
-            found[step] = tuple(shlex.split(value))
+            found[step] = parse_step_args(value)
     return found
 
 

@@ -124,3 +124,15 @@ def test_has_new_rows_follows_the_clean_summary_of_the_run(local_dag, monkeypatc
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "features"
     storage.write_json(summary, {"has_new_rows": False, "new_files": 1})
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "no_new_rows"
+
+
+def test_dags_test_kills_a_run_that_hangs_without_output(tmp_path, monkeypatch):
+    from spark_jobs.launch import local_airflow
+
+    silent = tmp_path / "airflow"
+    silent.write_text("#!/bin/sh\nsleep 60\n")
+    silent.chmod(0o755)
+    monkeypatch.setattr(local_airflow, "AIRFLOW_BIN", silent)
+    airflow = local_airflow.LocalAirflow(local_airflow_env(tmp_path / "home", tmp_path))
+    with pytest.raises(subprocess.TimeoutExpired):
+        airflow.dags_test("2018-04-01", timeout=1)

