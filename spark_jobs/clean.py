@@ -12,11 +12,13 @@ only then records the files in the manifest.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import operator
 from collections import Counter, defaultdict
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -65,12 +67,17 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
         .text([f.path for f in files])
         .select(
             F.regexp_replace("value", "\r$", "").alias("line"),
-            F.regexp_extract("_metadata.file_path", r"([^/]+)$", 1).alias("source_file"),
+            F.col("_metadata.file_name").alias("source_file"),
         )
         .join(F.broadcast(files_df), "source_file")
     )
     # Header lines are not data; a file whose header is wrong has none (all its lines enter).
     return lines.where(F.col("file_reason").isNotNull() | (F.col("line") != RAW_HEADER))
+
+
+def _any(conditions) -> Column:
+    """OR of plain column conditions: compiled by Spark, unlike a lambda over an array."""
+    return functools.reduce(operator.or_, conditions)
 
 
 def parse(lines: DataFrame) -> DataFrame:
@@ -86,18 +93,14 @@ def parse(lines: DataFrame) -> DataFrame:
         for name, dtype in RAW_FIELDS
     }
     numeric = [name for name, _ in RAW_FIELDS if name != "tx_datetime"]
-    not_numeric = F.lit(False)
-    for name in numeric:
-        bad = typed[name].isNull()
-        if name == "tx_amount":
-            bad = bad | F.isnan(typed[name]) | (F.abs(typed[name]) == float("inf"))
-        not_numeric = not_numeric | bad
+    not_numeric = _any(typed[name].isNull() for name in numeric) | F.isnan(
+        typed["tx_amount"]) | (F.abs(typed["tx_amount"]) == float("inf"))
     n_fields = F.size(parts)
     reason = (
         F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
         .when(n_fields < _N_FIELDS, TOO_FEW_FIELDS)
         .when(n_fields > _N_FIELDS, TOO_MANY_FIELDS)
-        .when(F.exists(F.array(*raw.values()), lambda v: v == ""), EMPTY_FIELD)
+        .when(_any(value == "" for value in raw.values()), EMPTY_FIELD)
         .when(not_numeric, NON_NUMERIC)
         .when(~raw["tx_datetime"].rlike(_TS_SHAPE) | typed["tx_datetime"].isNull(), BAD_TIMESTAMP)
         .when(F.to_date(typed["tx_datetime"]) != F.to_date("file_day"), WRONG_DAY)
@@ -145,27 +148,42 @@ def days_holding_ids(
     return sorted(row.day for row in hits.collect())  # at most one row per clean day
 
 
-def mark_duplicates(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFrame:
+def contested_ids(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFrame:
+    """Ids of valid rows that repeat within the batch or are already clean: a small set.
+
+    ``already_clean`` says whether the id is in the clean table, where every valid row of it
+    is a duplicate; otherwise the batch keeps one of its rows.
+    """
+    ids = parsed.where(F.col("reason").isNull()).select("transaction_id")
+    repeated = (ids.groupBy("transaction_id").count().where(F.col("count") > 1)
+                .select("transaction_id", F.lit(False).alias("already_clean")))
+    if existing_ids is not None:
+        seen = existing_ids.join(ids, "transaction_id", "left_semi").select(
+            "transaction_id", F.lit(True).alias("already_clean"))
+        repeated = repeated.unionByName(seen)
+    return repeated.groupBy("transaction_id").agg(F.max("already_clean").alias("already_clean"))
+
+
+def mark_duplicates(parsed: DataFrame, contested: DataFrame) -> DataFrame:
     """Quarantine a valid row whose id is already clean, or that repeats an earlier row's id.
 
-    Among rows of the batch sharing an id, the one from the earliest file (then the earliest
-    time, then the line text) is kept, so the choice does not depend on how Spark splits work.
-    Range-partitioning by id lets the window reuse that exchange and write near-daily files.
+    Only the rows of contested ids are shuffled and ranked; the rest keep their reading order
+    (one task per raw file, so one clean file per day). Among rows of the batch sharing an id,
+    the one from the earliest file (then the earliest time, then the line text) is kept, so the
+    choice does not depend on how Spark splits work.
     """
-    valid = F.col("reason").isNull()
-    df = parsed.repartitionByRange("transaction_id")
-    if existing_ids is not None:
-        seen = existing_ids.select("transaction_id", F.lit(True).alias("_already_clean"))
-        df = df.join(seen, "transaction_id", "left")
-        already = F.coalesce("_already_clean", F.lit(False))
-    else:
-        already = F.lit(False)
+    marked = parsed.join(F.broadcast(contested), "transaction_id", "left")
+    disputed = F.col("already_clean").isNotNull()
     order = Window.partitionBy("transaction_id").orderBy(
         F.col("reason").isNotNull(), PARTITION_COLUMN, "tx_datetime", "line"
     )
-    repeated = F.row_number().over(order) > 1
-    reason = F.when(valid & (already | repeated), F.lit(DUPLICATE_ID)).otherwise(F.col("reason"))
-    return df.withColumn("reason", reason).drop("_already_clean")
+    duplicate = F.col("reason").isNull() & (F.col("already_clean")
+                                             | (F.row_number().over(order) > 1))
+    ranked = (marked.where(disputed)
+              .withColumn("reason", F.when(duplicate, F.lit(DUPLICATE_ID))
+                          .otherwise(F.col("reason")))
+              .coalesce(1))  # few rows: one extra small file per touched day, not one per task
+    return marked.where(~disputed).unionByName(ranked).drop("already_clean")
 
 
 def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Counter:
@@ -192,7 +210,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         log.info("checking incoming ids against clean days %s", cli.span(hit_days))
         existing = read_partitions(spark, lake.clean, hit_days, CLEAN_SCHEMA).select(
             "transaction_id")
-    classified = mark_duplicates(parsed, existing).persist()
+    contested = contested_ids(parsed, existing).persist()  # small; used by three passes
+    classified = mark_duplicates(parsed, contested)
 
     stats = (
         classified.groupBy("source_file", F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"),
@@ -223,7 +242,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         "source_file", "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN
     )
     write_days(rejected, lake.quarantine, days, quarantine_days)
-    classified.unpersist()
+    contested.unpersist()
     parsed.unpersist()
 
     verify_accounting(spark, lake, files, per_file, days)

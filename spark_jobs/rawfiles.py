@@ -107,28 +107,33 @@ def inspect(entry: storage.FileEntry, status: str) -> RawFile:
     data = storage.read_bytes(entry.path)
     raw = RawFile(name, entry.path, file_day(name) or "", entry.size, entry.mtime_ns, status=status)
     raw.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the final newline ends the last line; it does not start another
-    if not lines:
+    if not data:
         raw.file_reason = EMPTY
         return raw
+    # The final newline ends the last line; it does not start another.
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         raw.file_reason = UNDECODABLE
-        raw.rows_in = len(lines)
+        raw.rows_in = n_lines
         return raw
     header = RAW_HEADER.encode()
-    headers = sum(1 for line in lines if line.rstrip(b"\r") == header)
-    if lines[0].rstrip(b"\r") != header:
+    if data.split(b"\n", 1)[0].rstrip(b"\r") != header:
         raw.file_reason = BAD_HEADER
-        raw.rows_in = len(lines)
+        raw.rows_in = n_lines
         return raw
-    raw.rows_in = len(lines) - headers
+    raw.rows_in = n_lines - header_lines(data, header)
     if raw.rows_in == 0:
         raw.file_reason = HEADER_ONLY
     return raw
+
+
+def header_lines(data: bytes, header: bytes) -> int:
+    """Lines equal to the header (repeated headers are not data), without splitting the file."""
+    if data.count(header) == 1:
+        return 1  # the usual case: only the first line holds it
+    return sum(1 for line in data.split(b"\n") if line.rstrip(b"\r") == header)
 
 
 def plan(lake: Lake, until: str | None) -> tuple[Pending, dict[str, dict]]:

@@ -5,16 +5,19 @@ from __future__ import annotations
 import os
 
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spark_jobs import clean, rawfiles
 from spark_jobs.lake import Lake
+from spark_jobs.rawformat import RAW_HEADER
 
 from tests.jobs.rawlines import row, write_raw
 
 DAY = "2018-04-01"
 TS = f"{DAY} 10:00:00"
+HEADER = RAW_HEADER.encode()
 
 # One line per row rule, each breaking that rule and no earlier one.
 DEFECTS = {
@@ -159,3 +162,21 @@ def test_accounting_holds_on_random_input(spark, tmp_path_factory, day1, day2):
     written = len(read(lake, "clean")) + len(read(lake, "quarantine"))
     assert written == rows_in == summary["rows_clean"] + summary["rows_quarantined"]
     assert read(lake, "clean")["transaction_id"].is_unique if summary["rows_clean"] else True
+
+
+@pytest.mark.parametrize("content, reason, rows_in", [
+    (b"", rawfiles.EMPTY, 0),
+    (b"\n", rawfiles.BAD_HEADER, 1),
+    (HEADER, rawfiles.HEADER_ONLY, 0),
+    (HEADER + b"\r\n", rawfiles.HEADER_ONLY, 0),
+    (HEADER + b"\na\nb", None, 2),  # no final newline
+    (HEADER + b"\r\na\r\n" + HEADER + b"\r\nb\r\n\r\n", None, 3),  # repeated header, empty line
+    (HEADER + b"\n" + HEADER + b"\n" + HEADER + b"x\n", None, 1),  # a longer line is data
+    (b"a\n" + HEADER + b"\n", rawfiles.BAD_HEADER, 2),
+    (b"\xff\xfe\n", rawfiles.UNDECODABLE, 1),
+])
+def test_inspect_counts_the_data_lines_spark_will_see(tmp_path, content, reason, rows_in):
+    path = tmp_path / f"{DAY}.txt"
+    path.write_bytes(content)
+    raw = rawfiles.inspect(rawfiles.storage.FileEntry(str(path), len(content), 0), "new")
+    assert (raw.file_reason, raw.rows_in) == (reason, rows_in)
