@@ -43,9 +43,9 @@ class Candidate:
 
 
 # The daily grid keeps Spark's 32 bins per feature and shallow models. On the handbook's data
-# 128 bins and a depth-24 forest validated better (benchmarks/quality.py: AP 0.61 -> 0.69), but
-# on the small demo lake the 128-bin first champion beat every later challenger, and such a
-# forest takes minutes per fit on 2 cores; moving production to it is open (see the README).
+# 128 bins and a deep forest validate better (benchmarks/quality.py), but on the small demo lake
+# the 128-bin first champion beat every later challenger, and such a forest takes minutes per
+# fit on 2 cores; moving production to it is open (figures in the README).
 GRIDS: dict[str, dict[str, list]] = {
     "gbt": {"maxDepth": [4, 6], "maxIter": [40], "stepSize": [0.1], "subsamplingRate": [0.8]},
     "random_forest": {"maxDepth": [8], "numTrees": [60], "featureSubsetStrategy": ["sqrt"]},

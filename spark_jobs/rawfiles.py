@@ -101,6 +101,14 @@ def unseen_files(lake: Lake, until: str | None) -> list[str]:
     return unseen
 
 
+_HEADER = RAW_HEADER.encode()
+
+
+def _is_header(line: bytes) -> bool:
+    """As the cleaning job sees a line: a trailing CR dropped, then equal to the header."""
+    return line.rstrip(b"\r") == _HEADER
+
+
 def inspect(entry: storage.FileEntry, status: str) -> RawFile:
     """Read a file once: checksum, decodability, header, and its number of data lines."""
     name = entry.path.rsplit("/", 1)[-1]
@@ -118,22 +126,23 @@ def inspect(entry: storage.FileEntry, status: str) -> RawFile:
         raw.file_reason = UNDECODABLE
         raw.rows_in = n_lines
         return raw
-    header = RAW_HEADER.encode()
-    if data.split(b"\n", 1)[0].rstrip(b"\r") != header:
+    first_end = data.find(b"\n")
+    if not _is_header(data if first_end < 0 else data[:first_end]):
         raw.file_reason = BAD_HEADER
         raw.rows_in = n_lines
         return raw
-    raw.rows_in = n_lines - header_lines(data, header)
+    raw.rows_in = n_lines - header_lines(data)
     if raw.rows_in == 0:
         raw.file_reason = HEADER_ONLY
     return raw
 
 
-def header_lines(data: bytes, header: bytes) -> int:
-    """Lines equal to the header (repeated headers are not data), without splitting the file."""
-    if data.count(header) == 1:
-        return 1  # the usual case: only the first line holds it
-    return sum(1 for line in data.split(b"\n") if line.rstrip(b"\r") == header)
+def header_lines(data: bytes) -> int:
+    """Lines that are the header (repeated headers are not data) of a file whose first line is
+    one; only a file holding the header text more than once is split into lines."""
+    if data.count(_HEADER) == 1:
+        return 1
+    return sum(1 for line in data.split(b"\n") if _is_header(line))
 
 
 def plan(lake: Lake, until: str | None) -> tuple[Pending, dict[str, dict]]:

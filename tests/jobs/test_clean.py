@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spark_jobs import clean, rawfiles
+from spark_jobs import clean, rawfiles, storage
 from spark_jobs.lake import Lake
 from spark_jobs.rawformat import RAW_HEADER
 
@@ -178,5 +178,5 @@ def test_accounting_holds_on_random_input(spark, tmp_path_factory, day1, day2):
 def test_inspect_counts_the_data_lines_spark_will_see(tmp_path, content, reason, rows_in):
     path = tmp_path / f"{DAY}.txt"
     path.write_bytes(content)
-    raw = rawfiles.inspect(rawfiles.storage.FileEntry(str(path), len(content), 0), "new")
+    raw = rawfiles.inspect(storage.FileEntry(str(path), len(content), 0), "new")
     assert (raw.file_reason, raw.rows_in) == (reason, rows_in)
