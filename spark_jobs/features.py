@@ -9,71 +9,243 @@ Terminal mart (per transaction): count and fraud ratio of the terminal's transac
 and 30-day windows that end 7 days before the transaction: labels of the last 7 days are not
 known yet when a transaction is scored. Both are event-time range windows over epoch seconds.
 
-A changed day moves the features of the 37 days after it, so those are recomputed too. Only
-the 37 days before the first recomputed day are read, never the whole history.
+A changed day moves the features of the 37 days after it, so those are recomputed too, from
+the 37 days before the first recomputed day, never the whole history.
+
+The daily step (one new day, the newest) reads less still. A window of w days that ends at
+time t of day d covers part of day d (the upper edge), w - 1 full days, and part of day d - w
+(the lower edge). Per customer and per terminal the job keeps the count and value sums of
+those full days (under _state/windows: yesterday's sums, plus the day that enters, minus the
+days that leave), so it reads the edge days only: 4 clean days per mart whatever the length of
+history. Both ways run the same window sums over weighted rows and give the same marts;
+amounts are summed as whole cents, so the running sums are exact.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from spark_jobs import cli, storage
-from spark_jobs.datasets import clean_days, day_range, read_clean, shift, write_days
+from spark_jobs.datasets import (
+    clean_days,
+    day_range,
+    read_clean,
+    read_partitions,
+    shift,
+    write_days,
+)
 from spark_jobs.lake import PARTITION_COLUMN, Lake
-from spark_jobs.schema import LABEL_DELAY_DAYS, WINDOWS_DAYS
+from spark_jobs.schema import CLEAN_SCHEMA, LABEL_DELAY_DAYS, WINDOWS_DAYS
 
 log = logging.getLogger("fraudops.features")
 
 DAY = 86_400
 LOOKBACK_DAYS = max(WINDOWS_DAYS) + LABEL_DELAY_DAYS  # the furthest back any feature looks
+FULL_WINDOWS = [w for w in WINDOWS_DAYS if w > 1]  # windows that cover whole days
+FULL_DAYS = max(WINDOWS_DAYS) - 1  # the most whole days one set of sums covers
 
 
-def _seconds() -> Column:
-    return F.unix_seconds("tx_datetime")
+@dataclass(frozen=True)
+class Mart:
+    """Per transaction: count and one summed value of its key's rows over each window."""
+
+    name: str
+    key: str
+    delay_days: int  # the windows end this many days before the transaction
+    value: Callable[[], Column]  # an exact integer, so running sums never drift
+    features: Callable[[int, Column, Column], list[Column]]  # (days, count, sum) -> columns
+    flags: Callable[[], list[Column]]
+
+    def path(self, lake: Lake) -> str:
+        return getattr(lake, f"{self.name}_features")
+
+    def sums_day(self, day: str) -> str:
+        """The last full day in the windows of ``day``'s transactions."""
+        return shift(day, -self.delay_days - 1)
+
+    def edges(self, day: str) -> tuple[str, dict[int, str]]:
+        """The upper edge day and the lower edge day of each window."""
+        upper = shift(day, -self.delay_days)
+        return upper, {w: shift(upper, -w) for w in WINDOWS_DAYS}
+
+    @property
+    def sums_schema(self) -> T.StructType:
+        return T.StructType([T.StructField(self.key, T.LongType())] + [
+            T.StructField(f"{kind}{w}", T.LongType()) for w in FULL_WINDOWS for kind in "nv"
+        ])
 
 
-def customer_mart(clean: DataFrame) -> DataFrame:
-    """One shuffle and one sort: every frame shares the (customer, time) ordering."""
-    by_customer = Window.partitionBy("customer_id").orderBy(_seconds())
-    features = []
-    for w in WINDOWS_DAYS:
-        frame = by_customer.rangeBetween(-(w * DAY - 1), 0)  # (t - w days, t]
-        features += [
-            F.count("*").over(frame).alias(f"customer_id_nb_tx_{w}day_window"),
-            F.avg("tx_amount").over(frame).alias(f"customer_id_avg_amount_{w}day_window"),
-        ]
-    return clean.select(
-        "transaction_id",
-        "customer_id",
-        "tx_datetime",
-        PARTITION_COLUMN,
-        F.dayofweek("tx_datetime").isin(1, 7).cast("int").alias("tx_during_weekend"),
-        (F.hour("tx_datetime") <= 6).cast("int").alias("tx_during_night"),
-        *features,
-    )
+def _customer_features(w: int, n_tx: Column, cents: Column) -> list[Column]:
+    return [n_tx.alias(f"customer_id_nb_tx_{w}day_window"),
+            (cents / n_tx / 100).alias(f"customer_id_avg_amount_{w}day_window")]
 
 
-def terminal_mart(clean: DataFrame) -> DataFrame:
-    by_terminal = Window.partitionBy("terminal_id").orderBy(_seconds())
-    delay = LABEL_DELAY_DAYS * DAY
-    features = []
-    for w in WINDOWS_DAYS:
-        frame = by_terminal.rangeBetween(-(delay + w * DAY - 1), -delay)  # (t-7-w d, t-7 d]
-        n_tx = F.count("*").over(frame)
-        n_fraud = F.sum("tx_fraud").over(frame)
-        features += [
-            n_tx.alias(f"terminal_id_nb_tx_{w}day_window"),
+def _terminal_features(w: int, n_tx: Column, n_fraud: Column) -> list[Column]:
+    return [n_tx.alias(f"terminal_id_nb_tx_{w}day_window"),
             F.when(n_tx > 0, n_fraud / n_tx).otherwise(F.lit(0.0))
-            .alias(f"terminal_id_risk_{w}day_window"),
-        ]
-    return clean.select(
-        "transaction_id", "terminal_id", "tx_datetime", PARTITION_COLUMN, *features
-    )
+            .alias(f"terminal_id_risk_{w}day_window")]
+
+
+def _customer_flags() -> list[Column]:
+    return [F.dayofweek("tx_datetime").isin(1, 7).cast("int").alias("tx_during_weekend"),
+            (F.hour("tx_datetime") <= 6).cast("int").alias("tx_during_night")]
+
+
+CUSTOMER = Mart("customer", "customer_id", 0,
+                lambda: F.round(F.col("tx_amount") * 100).cast("long"),  # amounts are cents
+                _customer_features, _customer_flags)
+TERMINAL = Mart("terminal", "terminal_id", LABEL_DELAY_DAYS,
+                lambda: F.col("tx_fraud").cast("long"), _terminal_features, lambda: [])
+MARTS = (CUSTOMER, TERMINAL)
+
+Weights = Callable[[int], tuple[Column, Column]]
+
+
+def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
+    """The mart for the rows flagged ``_target``, with one shuffle and one sort.
+
+    ``weights(w)`` is what a row adds to the count and to the value sum of a w-day window:
+    1 and its value for a plain transaction. Every frame shares the (key, time) ordering.
+    """
+    by_key = Window.partitionBy(mart.key).orderBy("_t")
+    delay = mart.delay_days * DAY
+    features = []
+    for w in WINDOWS_DAYS:
+        frame = by_key.rangeBetween(-(delay + w * DAY - 1), -delay)  # (t-delay-w d, t-delay]
+        count, value = weights(w)
+        features += mart.features(w, F.coalesce(F.sum(count).over(frame), F.lit(0)),
+                                  F.coalesce(F.sum(value).over(frame), F.lit(0)))
+    with_features = rows.select("*", *features)
+    names = [c for c in with_features.columns if c not in rows.columns]
+    return with_features.where("_target").select(
+        "transaction_id", mart.key, "tx_datetime", PARTITION_COLUMN, *mart.flags(), *names)
+
+
+def _prepared(clean: DataFrame, mart: Mart, target: Column) -> DataFrame:
+    """Event time, the summed value (computed once here, not once per frame) and the flag of
+    the rows whose features are wanted."""
+    return clean.select("*", F.unix_seconds("tx_datetime").alias("_t"),
+                        mart.value().alias("_v"), target.alias("_target"))
+
+
+def _is_day(day: str) -> Column:
+    return F.col(PARTITION_COLUMN) == F.lit(day).cast("date")
+
+
+def full_mart(clean: DataFrame, mart: Mart) -> DataFrame:
+    """The mart of every row, from the rows themselves (their look-back included)."""
+    return window_features(_prepared(clean, mart, F.lit(True)), mart,
+                           lambda w: (F.lit(1), F.col("_v")))
+
+
+def _sums(parts: list[DataFrame], mart: Mart) -> DataFrame:
+    """Add up signed count and value contributions per key; keys whose counts are all 0 drop."""
+    columns = [f"{kind}{w}" for w in FULL_WINDOWS for kind in "nv"]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total.unionByName(part)
+    total = total.groupBy(mart.key).agg(*[F.sum(c).cast("long").alias(c) for c in columns])
+    return total.where(" OR ".join(f"n{w} != 0" for w in FULL_WINDOWS))
+
+
+def _signed(rows: DataFrame, mart: Mart, sign: Callable[[int], Column]) -> DataFrame:
+    return rows.select(mart.key, *[
+        c for w in FULL_WINDOWS
+        for c in (sign(w).cast("long").alias(f"n{w}"),
+                  (sign(w).cast("long") * mart.value()).alias(f"v{w}"))
+    ])
+
+
+def full_day_sums(clean: DataFrame, mart: Mart, last_day: str) -> DataFrame:
+    """Per key, the count and value sum of the w - 1 days up to ``last_day``, for each w."""
+    def inside(w: int) -> Column:
+        return F.col(PARTITION_COLUMN).between(F.lit(shift(last_day, 2 - w)).cast("date"),
+                                               F.lit(last_day).cast("date"))
+    recent = clean.where(inside(max(FULL_WINDOWS)))  # prunes the older days' files
+    return _sums([_signed(recent, mart, inside)], mart)
+
+
+def next_day_sums(previous: DataFrame, edges: DataFrame, mart: Mart, day: str) -> DataFrame:
+    """The sums for ``day``'s windows from the previous day's: the day entering is the lower
+    edge of the 1-day window, the day leaving a w-day window is that window's lower edge."""
+    _, lower = mart.edges(day)
+    def sign(w: int) -> Column:
+        return F.when(_is_day(lower[1]), 1).when(_is_day(lower[w]), -1).otherwise(0)
+    return _sums([previous, _signed(edges, mart, sign)], mart)
+
+
+def daily_mart(spark: SparkSession, lake: Lake, mart: Mart, day: str,
+               available: list[str]) -> DataFrame:
+    """The mart of ``day`` from its edge days and the stored full-day sums (see the module
+    docstring); writes the sums for the next day's step."""
+    upper, lower = mart.edges(day)
+    edge_days = sorted({day, upper, *lower.values()} & set(available))
+    edges = _prepared(read_partitions(spark, lake.clean, edge_days, CLEAN_SCHEMA), mart,
+                      _is_day(day))
+    k = mart.sums_day(day)
+    previous = spark.read.schema(mart.sums_schema).parquet(
+        lake.window_sums(mart.name, shift(k, -1)))
+    save_sums(lake, mart, next_day_sums(previous, edges, mart, day), k, keep=[shift(k, -1)])
+    sums = spark.read.schema(mart.sums_schema).parquet(lake.window_sums(mart.name, k))
+
+    def weight(w: int) -> Column:  # a row counts in w-day windows as an edge of them
+        return F.col(PARTITION_COLUMN).isin(
+            *[F.lit(d).cast("date") for d in (day, upper, lower[w])]).cast("long")
+    weighted = edges.select("*", *[c for w in WINDOWS_DAYS for c in (
+        weight(w).alias(f"_n{w}"), (weight(w) * F.col("_v")).alias(f"_v{w}"))])
+    full_days = [  # one row per key and window, at the start of the window's first full day
+        sums.select(mart.key,
+                    F.unix_seconds(F.lit(shift(upper, 1 - w)).cast("timestamp")).alias("_t"),
+                    F.lit(False).alias("_target"),
+                    F.col(f"n{w}").alias(f"_n{w}"), F.col(f"v{w}").alias(f"_v{w}"))
+        for w in FULL_WINDOWS
+    ]
+    rows = weighted
+    for part in full_days:
+        rows = rows.unionByName(part, allowMissingColumns=True)  # missing weights add nothing
+    return window_features(rows, mart, lambda w: (F.col(f"_n{w}"), F.col(f"_v{w}")))
+
+
+def current_sums(lake: Lake, mart: Mart) -> list[str]:
+    return (storage.read_json(lake.window_sums_index(mart.name), default={}) or {}).get(
+        "days", [])
+
+
+def save_sums(lake: Lake, mart: Mart, sums: DataFrame | None, day: str | None,
+              keep: list[str]) -> None:
+    """Store the sums of ``day`` (if any), keep those of ``keep`` and delete the rest."""
+    if sums is not None:
+        sums.coalesce(1).write.mode("overwrite").parquet(lake.window_sums(mart.name, day))
+    days = sorted(set(keep) & set(current_sums(lake, mart)) | ({day} if day else set()))
+    stale = set(current_sums(lake, mart)) - set(days)
+    storage.write_json(lake.window_sums_index(mart.name), {"days": days})
+    for old in stale:
+        storage.delete_dir(lake.window_sums(mart.name, old))
+
+
+def forget_changed_sums(lake: Lake, changed: list[str]) -> None:
+    """Drop stored sums that cover a changed day: they no longer add up to the clean table."""
+    for mart in MARTS:
+        current = current_sums(lake, mart)
+        valid = [k for k in current
+                 if not any(shift(k, 1 - FULL_DAYS) <= c <= k for c in changed)]
+        if valid != current:
+            save_sums(lake, mart, None, None, keep=valid)
+
+
+def can_step_daily(lake: Lake, days: list[str], available: list[str]) -> bool:
+    """One day to compute, the newest, and the sums of the day before it are stored."""
+    if len(days) != 1 or days[0] != available[-1]:
+        return False
+    return all(shift(m.sums_day(days[0]), -1) in current_sums(lake, m) for m in MARTS)
 
 
 def days_to_recompute(changed: list[str], available: list[str]) -> list[str]:
@@ -88,13 +260,22 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     available = clean_days(lake)
     days = days_to_recompute(changed, available)
     deleted = sorted(set(changed) - set(available))  # days whose rows were all quarantined
-    summary = {"days": days, "deleted_days": deleted}
+    forget_changed_sums(lake, changed)
+    daily = bool(days) and not deleted and can_step_daily(lake, days, available)
+    summary = {"days": days, "deleted_days": deleted, "daily_step": daily}
     if deleted:
         log.info("removing features of days without clean rows: %s", cli.span(deleted))
         for path in (lake.customer_features, lake.terminal_features):
             write_days(None, path, deleted, set())
     if not days:
         log.info("no day to (re)compute")
+        return summary
+    if daily:
+        day = days[0]
+        log.info("daily step for %s: edge days and stored window sums only", day)
+        for mart in MARTS:
+            write_days(daily_mart(spark, lake, mart, day, available), mart.path(lake), days,
+                       set(days))
         return summary
     start, end = days[0], days[-1]
     log.info("computing features for %d day(s) %s..%s, reading clean from %s", len(days),
@@ -103,8 +284,11 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
         "transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "tx_fraud",
         PARTITION_COLUMN,
     )
-    write_days(customer_mart(clean), lake.customer_features, days, set(days))
-    write_days(terminal_mart(clean), lake.terminal_features, days, set(days))
+    for mart in MARTS:
+        write_days(full_mart(clean, mart), mart.path(lake), days, set(days))
+        if end == available[-1]:  # the next daily step starts from these sums
+            save_sums(lake, mart, full_day_sums(clean, mart, mart.sums_day(end)),
+                      mart.sums_day(end), keep=[])
     return summary
 
 

@@ -9,6 +9,8 @@
     <root>/alerts/tx_date=.../                    the day's top-k alert list
     <root>/_state/manifest.json                   processed raw files (path, size, checksum)
     <root>/_state/clean_days.json                 rows and id range of each clean day
+    <root>/_state/windows/<mart>/day=YYYY-MM-DD/  each mart's sums over its windows' full days
+    <root>/_state/windows/<mart>.json             which of those days are current
     <root>/_state/runs/<step>/<run_id>.json       one summary per step run
 
 The root is a local path by default and ``s3a://bucket/prefix`` in the cloud. Only this module
@@ -76,6 +78,13 @@ class Lake:
     def clean_days(self) -> str:
         """Rows and transaction-id range of each clean day (to find duplicates cheaply)."""
         return self.path("_state", "clean_days.json")
+
+    def window_sums(self, mart: str, day: str) -> str:
+        """Per-key sums of a mart's full window days up to ``day`` (the daily step's state)."""
+        return self.path("_state", "windows", mart, f"day={day}")
+
+    def window_sums_index(self, mart: str) -> str:
+        return self.path("_state", "windows", f"{mart}.json")
 
     def run_summary(self, step: str, run_id: str) -> str:
         return self.path("_state", "runs", step, f"{run_id}.json")

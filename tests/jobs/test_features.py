@@ -128,6 +128,58 @@ def test_incremental_days_equal_a_full_recompute_and_rerun_is_identical(spark, t
         pd.testing.assert_frame_equal(a, b)
 
 
+def test_daily_steps_from_stored_sums_equal_a_full_recompute(spark, tmp_path, sample,
+                                                             monkeypatch):
+    """Day by day, as the DAG runs: each new day is computed from its edge days and the stored
+    full-day sums; a day with no file falls back to the full look-back; a re-run is identical;
+    a re-delivered past day recomputes and the next daily step starts from fresh sums."""
+    full, daily = Lake(str(tmp_path / "full")), Lake(str(tmp_path / "daily"))
+    days = sorted({str(d) for d in sample["tx_date"]})
+    gap = days[45]  # no file that day
+    for lake in (full, daily):
+        write_clean(spark, lake, sample[sample["tx_date"].astype(str) != gap])
+    index = storage.read_json(daily.clean_days)
+    features.run(spark, full, sorted(index))
+
+    read = []
+    real = features.read_partitions
+    monkeypatch.setattr(features, "read_partitions",
+                        lambda spark, path, ds, schema: read.append(ds) or real(spark, path, ds,
+                                                                                schema))
+    storage.write_json(daily.clean_days, {d: index[d] for d in index if d <= days[41]})
+    features.run(spark, daily, [d for d in days if d <= days[41]])  # sums for days[42]
+    steps = {}
+    for day in days[42:]:
+        if day == gap:
+            continue
+        storage.write_json(daily.clean_days, {d: index[d] for d in index if d <= day})
+        read.clear()
+        steps[day] = features.run(spark, daily, [day])["daily_step"]
+        if steps[day]:  # the day itself, the 7-day delay's edge and the windows' lower edges
+            want = {features.shift(day, -k) for k in (0, 1, 7, 30, 8, 14, 37)} & set(index)
+            assert set().union(*read) == want and len(read) == 2, (day, read)
+    assert steps == {d: d != days[46] for d in days[42:] if d != gap}
+    for a, b in zip(marts(full), marts(daily)):
+        pd.testing.assert_frame_equal(a, b)
+    assert features.run(spark, daily, [days[-1]])["daily_step"]  # a re-run changes nothing
+    for a, b in zip(marts(full), marts(daily)):
+        pd.testing.assert_frame_equal(a, b)
+
+    altered = sample[sample["tx_date"].astype(str) != gap].copy()
+    moved = altered["tx_date"].astype(str) == days[30]
+    altered.loc[moved, "tx_amount"] += 100
+    altered.loc[moved, "tx_fraud"] = 1
+    for lake in (full, daily):
+        write_clean(spark, lake, altered)
+    storage.write_json(daily.clean_days, {d: index[d] for d in index if d < days[-1]})
+    features.run(spark, full, sorted(index))
+    assert not features.run(spark, daily, [days[30]])["daily_step"]
+    storage.write_json(daily.clean_days, index)
+    assert features.run(spark, daily, [days[-1]])["daily_step"]
+    for a, b in zip(marts(full), marts(daily)):
+        pd.testing.assert_frame_equal(a, b)
+
+
 def test_reads_only_the_lookback_it_needs(spark, lake, sample, monkeypatch):
     write_clean(spark, lake, sample)
     calls = []
