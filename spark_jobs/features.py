@@ -221,13 +221,19 @@ def current_sums(lake: Lake, mart: Mart) -> list[str]:
 
 def save_sums(lake: Lake, mart: Mart, sums: DataFrame | None, day: str | None,
               keep: list[str]) -> None:
-    """Store the sums of ``day`` (if any), keep those of ``keep`` and delete the rest."""
+    """Store the sums of ``day`` (if any), keep those of ``keep`` and delete the rest.
+
+    The index never lists a day whose sums are being written: a failed write leaves the next
+    run to recompute from the look-back instead of trusting half a folder.
+    """
+    current = current_sums(lake, mart)
+    days = sorted(set(keep) & set(current))
+    storage.write_json(lake.window_sums_index(mart.name), {"days": days})
     if sums is not None:
         sums.coalesce(1).write.mode("overwrite").parquet(lake.window_sums(mart.name, day))
-    days = sorted(set(keep) & set(current_sums(lake, mart)) | ({day} if day else set()))
-    stale = set(current_sums(lake, mart)) - set(days)
-    storage.write_json(lake.window_sums_index(mart.name), {"days": days})
-    for old in stale:
+        days = sorted({*days, day})
+        storage.write_json(lake.window_sums_index(mart.name), {"days": days})
+    for old in set(current) - set(days):
         storage.delete_dir(lake.window_sums(mart.name, old))
 
 

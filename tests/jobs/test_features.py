@@ -180,6 +180,23 @@ def test_daily_steps_from_stored_sums_equal_a_full_recompute(spark, tmp_path, sa
         pd.testing.assert_frame_equal(a, b)
 
 
+def test_a_changed_day_drops_exactly_the_sums_that_cover_it(tmp_path):
+    lake = Lake(str(tmp_path))
+    kept = {}
+    for changed in ([], ["2018-04-02"], ["2018-04-03"], ["2018-05-02"]):
+        for mart in features.MARTS:
+            storage.write_json(lake.window_sums_index(mart.name),
+                               {"days": ["2018-05-01", "2018-05-02"]})
+        features.forget_changed_sums(lake, changed)
+        kept[tuple(changed)] = {tuple(features.current_sums(lake, m)) for m in features.MARTS}
+    assert kept == {  # the sums of day k cover the 29 days up to k
+        (): {("2018-05-01", "2018-05-02")},
+        ("2018-04-02",): {("2018-05-01", "2018-05-02")},
+        ("2018-04-03",): {("2018-05-02",)},
+        ("2018-05-02",): {("2018-05-01",)},
+    }
+
+
 def test_reads_only_the_lookback_it_needs(spark, lake, sample, monkeypatch):
     write_clean(spark, lake, sample)
     calls = []
