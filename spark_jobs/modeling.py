@@ -22,14 +22,24 @@ CLASS_WEIGHTING = "classWeighting"
 WEIGHTINGS = ("balanced", "none")
 
 # Ratios the trees would otherwise have to approximate with many splits: how unusual this
-# amount is for this customer (compromised cards spend several times their habit).
-RATIO_FEATURES = [f"amount_to_avg_{w}day" for w in WINDOWS_DAYS]
-_RATIOS_SQL = ", ".join(
-    f"tx_amount / greatest(customer_id_avg_amount_{w}day_window, 0.01) AS amount_to_avg_{w}day"
-    for w in WINDOWS_DAYS
-)
+# amount is for this customer (compromised cards spend several times their habit), whether the
+# customer's recent amounts or pace run above their month, and whether a terminal's recent fraud
+# ratio runs above its month.
+_MONTH_AVG = "greatest(customer_id_avg_amount_30day_window, 0.01)"
+DERIVED_FEATURES = {
+    **{f"amount_to_avg_{w}day":
+       f"tx_amount / greatest(customer_id_avg_amount_{w}day_window, 0.01)" for w in WINDOWS_DAYS},
+    **{f"avg_{w}day_to_avg_30day": f"customer_id_avg_amount_{w}day_window / {_MONTH_AVG}"
+       for w in (1, 7)},
+    **{f"pace_{w}day_to_30day":  # the recent daily rate against the month's: 1 is usual
+       f"customer_id_nb_tx_{w}day_window * 30.0 / ({w} * customer_id_nb_tx_30day_window)"
+       for w in (1, 7)},
+    **{f"risk_{w}day_minus_30day":
+       f"terminal_id_risk_{w}day_window - terminal_id_risk_30day_window" for w in (1, 7)},
+}
+_DERIVED_SQL = ", ".join(f"{sql} AS {name}" for name, sql in DERIVED_FEATURES.items())
 INPUT_COLUMNS = list(MODEL_FEATURES)
-ALL_FEATURES = [*MODEL_FEATURES, *RATIO_FEATURES]
+ALL_FEATURES = [*MODEL_FEATURES, *DERIVED_FEATURES]
 
 
 @dataclass(frozen=True)
@@ -76,10 +86,10 @@ def _classifier(candidate: Candidate, seed: int):
 
 
 def pipeline(candidate: Candidate, seed: int = 42) -> Pipeline:
-    ratios = SQLTransformer(statement=f"SELECT *, {_RATIOS_SQL} FROM __THIS__")
+    derived = SQLTransformer(statement=f"SELECT *, {_DERIVED_SQL} FROM __THIS__")
     assembler = VectorAssembler(inputCols=ALL_FEATURES, outputCol="features",
                                 handleInvalid="keep")
-    return Pipeline(stages=[ratios, assembler, _classifier(candidate, seed)])
+    return Pipeline(stages=[derived, assembler, _classifier(candidate, seed)])
 
 
 def with_class_weights(df: DataFrame, fraud_weight: float) -> DataFrame:
