@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import duckdb
 
-from spark_jobs.schema import RAW_HEADER, WINDOWS_DAYS
+from spark_jobs.schema import (
+    RAW_HEADER,
+    WINDOWS_DAYS,
+    customer_avg_amount,
+    customer_nb_tx,
+    terminal_nb_tx,
+    terminal_risk,
+)
 
 DAY = 86_400
 DELAY = 7 * DAY
@@ -68,8 +75,8 @@ def _customer_sql() -> str:
     for w in WINDOWS_DAYS:
         frame = f"(PARTITION BY customer_id ORDER BY epoch(tx_datetime) " \
                 f"RANGE BETWEEN {w * DAY - 1} PRECEDING AND CURRENT ROW)"
-        frames += [f"count(*) OVER {frame} AS customer_id_nb_tx_{w}day_window",
-                   f"avg(tx_amount) OVER {frame} AS customer_id_avg_amount_{w}day_window"]
+        frames += [f"count(*) OVER {frame} AS {customer_nb_tx(w)}",
+                   f"avg(tx_amount) OVER {frame} AS {customer_avg_amount(w)}"]
     return f"""
     SELECT transaction_id, customer_id, tx_datetime, tx_date,
       CAST(dayofweek(tx_datetime) IN (0, 6) AS INTEGER) AS tx_during_weekend,
@@ -82,9 +89,9 @@ def _terminal_sql() -> str:
     for w in WINDOWS_DAYS:
         frame = f"(PARTITION BY terminal_id ORDER BY epoch(tx_datetime) " \
                 f"RANGE BETWEEN {DELAY + w * DAY - 1} PRECEDING AND {DELAY} PRECEDING)"
-        frames += [f"count(*) OVER {frame} AS terminal_id_nb_tx_{w}day_window",
+        frames += [f"count(*) OVER {frame} AS {terminal_nb_tx(w)}",
                    f"coalesce(sum(tx_fraud) OVER {frame} / nullif(count(*) OVER {frame}, 0), 0)"
-                   f" AS terminal_id_risk_{w}day_window"]
+                   f" AS {terminal_risk(w)}"]
     return f"SELECT transaction_id, terminal_id, tx_datetime, tx_date, {', '.join(frames)} " \
            f"FROM clean"
 

@@ -168,9 +168,9 @@ def mark_duplicates(parsed: DataFrame, contested: DataFrame) -> DataFrame:
     """Quarantine a valid row whose id is already clean, or that repeats an earlier row's id.
 
     Only the rows of contested ids are shuffled and ranked; the rest keep their reading order
-    (a raw file is read whole by one task, so each day gets one clean file). Among rows of the batch sharing an id,
-    the one from the earliest file (then the earliest time, then the line text) is kept, so the
-    choice does not depend on how Spark splits work.
+    (a raw file is read whole by one task, so each day gets one clean file). Among rows of the
+    batch sharing an id, the one from the earliest file (then the earliest time, then the line
+    text) is kept, so the choice does not depend on how Spark splits work.
     """
     marked = parsed.join(F.broadcast(contested), "transaction_id", "left")
     disputed = F.col("already_clean").isNotNull()

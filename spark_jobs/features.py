@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from spark_jobs import cli, storage
+from spark_jobs import cli, schema, storage
 from spark_jobs.datasets import (
     clean_days,
     day_range,
@@ -84,14 +84,13 @@ class Mart:
 
 
 def _customer_features(w: int, n_tx: Column, cents: Column) -> list[Column]:
-    return [n_tx.alias(f"customer_id_nb_tx_{w}day_window"),
-            (cents / n_tx / 100).alias(f"customer_id_avg_amount_{w}day_window")]
+    return [n_tx.alias(schema.customer_nb_tx(w)),
+            (cents / n_tx / 100).alias(schema.customer_avg_amount(w))]
 
 
 def _terminal_features(w: int, n_tx: Column, n_fraud: Column) -> list[Column]:
-    return [n_tx.alias(f"terminal_id_nb_tx_{w}day_window"),
-            F.when(n_tx > 0, n_fraud / n_tx).otherwise(F.lit(0.0))
-            .alias(f"terminal_id_risk_{w}day_window")]
+    return [n_tx.alias(schema.terminal_nb_tx(w)),
+            F.when(n_tx > 0, n_fraud / n_tx).otherwise(F.lit(0.0)).alias(schema.terminal_risk(w))]
 
 
 def _customer_flags() -> list[Column]:
@@ -194,6 +193,7 @@ def daily_mart(spark: SparkSession, lake: Lake, mart: Mart, day: str,
     previous = spark.read.schema(mart.sums_schema).parquet(
         lake.window_sums(mart.name, shift(k, -1)))
     save_sums(lake, mart, next_day_sums(previous, edges, mart, day), k, keep=[shift(k, -1)])
+    # Read back what was just stored, so the window job below does not redo the aggregation.
     sums = spark.read.schema(mart.sums_schema).parquet(lake.window_sums(mart.name, k))
 
     def weight(w: int) -> Column:  # a row counts in w-day windows as an edge of them
@@ -271,8 +271,8 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     summary = {"days": days, "deleted_days": deleted, "daily_step": daily}
     if deleted:
         log.info("removing features of days without clean rows: %s", cli.span(deleted))
-        for path in (lake.customer_features, lake.terminal_features):
-            write_days(None, path, deleted, set())
+        for mart in MARTS:
+            write_days(None, mart.path(lake), deleted, set())
     if not days:
         log.info("no day to (re)compute")
         return summary

@@ -11,7 +11,13 @@ from pyspark.ml.feature import SQLTransformer, VectorAssembler
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_jobs.schema import MODEL_FEATURES, WINDOWS_DAYS
+from spark_jobs.schema import (
+    MODEL_FEATURES,
+    WINDOWS_DAYS,
+    customer_avg_amount,
+    customer_nb_tx,
+    terminal_risk,
+)
 
 LABEL = "tx_fraud"
 WEIGHT = "class_weight"
@@ -25,17 +31,23 @@ WEIGHTINGS = ("balanced", "none")
 # amount is for this customer (compromised cards spend several times their habit), whether the
 # customer's recent amounts or pace run above their month, and whether a terminal's recent fraud
 # ratio runs above its month.
-_MONTH_AVG = "greatest(customer_id_avg_amount_30day_window, 0.01)"
+_MONTH = max(WINDOWS_DAYS)
+_RECENT = [w for w in WINDOWS_DAYS if w < _MONTH]
+
+
+def _per(value: str) -> str:
+    return f"greatest({value}, 0.01)"  # no division by a zero mean amount
+
+
 DERIVED_FEATURES = {
-    **{f"amount_to_avg_{w}day":
-       f"tx_amount / greatest(customer_id_avg_amount_{w}day_window, 0.01)" for w in WINDOWS_DAYS},
-    **{f"avg_{w}day_to_avg_30day": f"customer_id_avg_amount_{w}day_window / {_MONTH_AVG}"
-       for w in (1, 7)},
-    **{f"pace_{w}day_to_30day":  # the recent daily rate against the month's: 1 is usual
-       f"customer_id_nb_tx_{w}day_window * 30.0 / ({w} * customer_id_nb_tx_30day_window)"
-       for w in (1, 7)},
-    **{f"risk_{w}day_minus_30day":
-       f"terminal_id_risk_{w}day_window - terminal_id_risk_30day_window" for w in (1, 7)},
+    **{f"amount_to_avg_{w}day": f"tx_amount / {_per(customer_avg_amount(w))}"
+       for w in WINDOWS_DAYS},
+    **{f"avg_{w}day_to_avg_{_MONTH}day":
+       f"{customer_avg_amount(w)} / {_per(customer_avg_amount(_MONTH))}" for w in _RECENT},
+    **{f"pace_{w}day_to_{_MONTH}day":  # the recent daily rate against the month's: 1 is usual
+       f"{customer_nb_tx(w)} * {_MONTH}.0 / ({w} * {customer_nb_tx(_MONTH)})" for w in _RECENT},
+    **{f"risk_{w}day_minus_{_MONTH}day": f"{terminal_risk(w)} - {terminal_risk(_MONTH)}"
+       for w in _RECENT},
 }
 _DERIVED_SQL = ", ".join(f"{sql} AS {name}" for name, sql in DERIVED_FEATURES.items())
 INPUT_COLUMNS = list(MODEL_FEATURES)

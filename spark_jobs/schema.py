@@ -41,15 +41,32 @@ QUARANTINE_SCHEMA = T.StructType(
 WINDOWS_DAYS = (1, 7, 30)
 LABEL_DELAY_DAYS = 7
 
+
+def customer_nb_tx(w: int) -> str:
+    return f"customer_id_nb_tx_{w}day_window"
+
+
+def customer_avg_amount(w: int) -> str:
+    return f"customer_id_avg_amount_{w}day_window"
+
+
+def terminal_nb_tx(w: int) -> str:
+    return f"terminal_id_nb_tx_{w}day_window"
+
+
+def terminal_risk(w: int) -> str:
+    return f"terminal_id_risk_{w}day_window"
+
+
 CUSTOMER_FEATURES = [
     "tx_during_weekend",
     "tx_during_night",
-    *[f"customer_id_nb_tx_{w}day_window" for w in WINDOWS_DAYS],
-    *[f"customer_id_avg_amount_{w}day_window" for w in WINDOWS_DAYS],
+    *[customer_nb_tx(w) for w in WINDOWS_DAYS],
+    *[customer_avg_amount(w) for w in WINDOWS_DAYS],
 ]
 TERMINAL_FEATURES = [
-    *[f"terminal_id_nb_tx_{w}day_window" for w in WINDOWS_DAYS],
-    *[f"terminal_id_risk_{w}day_window" for w in WINDOWS_DAYS],
+    *[terminal_nb_tx(w) for w in WINDOWS_DAYS],
+    *[terminal_risk(w) for w in WINDOWS_DAYS],
 ]
 # What the model sees: the handbook's 15 features.
 MODEL_FEATURES = ["tx_amount", *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
@@ -60,12 +77,12 @@ CUSTOMER_MART_SCHEMA = T.StructType(
     _KEY_FIELDS
     + [T.StructField("customer_id", T.LongType()), T.StructField("tx_datetime", T.TimestampType())]
     + [T.StructField(f, T.IntegerType()) for f in ("tx_during_weekend", "tx_during_night")]
-    + [T.StructField(f"customer_id_nb_tx_{w}day_window", T.LongType()) for w in WINDOWS_DAYS]
-    + [T.StructField(f"customer_id_avg_amount_{w}day_window", T.DoubleType()) for w in WINDOWS_DAYS]
+    + [T.StructField(customer_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
+    + [T.StructField(customer_avg_amount(w), T.DoubleType()) for w in WINDOWS_DAYS]
 )
 TERMINAL_MART_SCHEMA = T.StructType(
     _KEY_FIELDS
     + [T.StructField("terminal_id", T.LongType()), T.StructField("tx_datetime", T.TimestampType())]
-    + [T.StructField(f"terminal_id_nb_tx_{w}day_window", T.LongType()) for w in WINDOWS_DAYS]
-    + [T.StructField(f"terminal_id_risk_{w}day_window", T.DoubleType()) for w in WINDOWS_DAYS]
+    + [T.StructField(terminal_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
+    + [T.StructField(terminal_risk(w), T.DoubleType()) for w in WINDOWS_DAYS]
 )

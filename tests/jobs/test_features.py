@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from spark_jobs import features, storage
+from spark_jobs.datasets import shift
 from spark_jobs.lake import Lake
 from spark_jobs.schema import CLEAN_SCHEMA, WINDOWS_DAYS
 
@@ -156,7 +157,7 @@ def test_daily_steps_from_stored_sums_equal_a_full_recompute(spark, tmp_path, sa
         read.clear()
         steps[day] = features.run(spark, daily, [day])["daily_step"]
         if steps[day]:  # the day itself, the 7-day delay's edge and the windows' lower edges
-            want = {features.shift(day, -k) for k in (0, 1, 7, 30, 8, 14, 37)} & set(index)
+            want = {shift(day, -k) for k in (0, 1, 7, 30, 8, 14, 37)} & set(index)
             assert set().union(*read) == want and len(read) == 2, (day, read)
     assert steps == {d: d != days[46] for d in days[42:] if d != gap}
     for a, b in zip(marts(full), marts(daily)):
