@@ -12,6 +12,8 @@ only then records the files in the manifest.
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import functools
 import json
 import logging
@@ -30,8 +32,8 @@ from spark_jobs.schema import (
     QUARANTINE_SCHEMA,
     RAW_FIELDS,
     RAW_HEADER,
-    TIMESTAMP_FORMAT,
 )
+from spark_jobs.simulator import DAY_SECONDS
 
 log = logging.getLogger("fraudops.clean")
 
@@ -59,20 +61,28 @@ _N_FIELDS = len(RAW_FIELDS)
 def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
     """One row per data line: the line, its file's name and day, and any file-level reason."""
     files_df = spark.createDataFrame(
-        [(f.name, f.day, f.file_reason) for f in files],
-        "source_file string, file_day string, file_reason string",
+        [(f.name, dt.date.fromisoformat(f.day), _epoch_seconds(f.day), f.file_reason)
+         for f in files],
+        f"source_file string, {PARTITION_COLUMN} date, day_start long, file_reason string",
     )
+    value = F.col("value")
     lines = (
         spark.read.option("lineSep", "\n")
         .text([f.path for f in files])
         .select(
-            F.regexp_replace("value", "\r$", "").alias("line"),
+            F.when(value.endswith("\r"), F.expr("substring(value, 1, length(value) - 1)"))
+            .otherwise(value).alias("line"),
             F.col("_metadata.file_name").alias("source_file"),
         )
         .join(F.broadcast(files_df), "source_file")
     )
     # Header lines are not data; a file whose header is wrong has none (all its lines enter).
     return lines.where(F.col("file_reason").isNotNull() | (F.col("line") != RAW_HEADER))
+
+
+def _epoch_seconds(day: str) -> int:
+    """Midnight UTC of ``day`` (the session time zone, see spark_jobs.spark)."""
+    return calendar.timegm(dt.date.fromisoformat(day).timetuple())
 
 
 def _any(conditions) -> Column:
@@ -84,14 +94,9 @@ def parse(lines: DataFrame) -> DataFrame:
     """Typed columns (null where a value does not parse) and the first row rule broken."""
     parts = F.split("line", ",", -1)
     raw = {name: F.trim(F.get(parts, i)) for i, (name, _) in enumerate(RAW_FIELDS)}
-    typed = {
-        name: (
-            F.try_to_timestamp(raw[name], F.lit(TIMESTAMP_FORMAT))
-            if name == "tx_datetime"
-            else raw[name].try_cast(dtype)
-        )
-        for name, dtype in RAW_FIELDS
-    }
+    # Once a timestamp has the shape yyyy-MM-dd HH:mm:ss, a cast parses it exactly as that
+    # format would (24:00:00 or 02-30 give null), without a date-time formatter per row.
+    typed = {name: raw[name].try_cast(dtype) for name, dtype in RAW_FIELDS}
     numeric = [name for name, _ in RAW_FIELDS if name != "tx_datetime"]
     not_numeric = _any(typed[name].isNull() for name in numeric) | F.isnan(
         typed["tx_amount"]) | (F.abs(typed["tx_amount"]) == float("inf"))
@@ -103,7 +108,8 @@ def parse(lines: DataFrame) -> DataFrame:
         .when(_any(value == "" for value in raw.values()), EMPTY_FIELD)
         .when(not_numeric, NON_NUMERIC)
         .when(~raw["tx_datetime"].rlike(_TS_SHAPE) | typed["tx_datetime"].isNull(), BAD_TIMESTAMP)
-        .when(F.to_date(typed["tx_datetime"]) != F.to_date("file_day"), WRONG_DAY)
+        .when(~(F.unix_seconds(typed["tx_datetime"]) - F.col("day_start"))
+              .between(0, DAY_SECONDS - 1), WRONG_DAY)
         .when(
             (typed["transaction_id"] < 0) | (typed["customer_id"] < 0) | (typed["terminal_id"] < 0),
             NEGATIVE_ID,
@@ -117,7 +123,7 @@ def parse(lines: DataFrame) -> DataFrame:
     return lines.select(
         "line",
         "source_file",
-        F.to_date("file_day").alias(PARTITION_COLUMN),
+        PARTITION_COLUMN,
         *[typed[name].alias(name) for name, _ in RAW_FIELDS],
         reason.alias("reason"),
     )
@@ -189,13 +195,8 @@ def mark_duplicates(parsed: DataFrame, contested: DataFrame) -> DataFrame:
 def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Counter:
     """Rows per day as read back from the written Parquet (footer counts, no data scan)."""
     days = [d for d in days if storage.exists(f"{path}/{PARTITION_COLUMN}={d}")]
-    counts = (
-        read_partitions(spark, path, days, schema)
-        .groupBy(F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"))
-        .count()
-        .collect()
-    )
-    return Counter({row.day: row["count"] for row in counts})
+    counts = read_partitions(spark, path, days, schema).groupBy(PARTITION_COLUMN).count()
+    return Counter({row[0].isoformat(): row[1] for row in counts.collect()})
 
 
 def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], run_id: str):
@@ -213,9 +214,9 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     contested = contested_ids(parsed, existing).persist()  # small; used by three passes
     classified = mark_duplicates(parsed, contested)
 
+    day_of = {f.name: f.day for f in files}
     stats = (
-        classified.groupBy("source_file", F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").alias("day"),
-                           "reason")
+        classified.groupBy("source_file", "reason")
         .agg(F.count("*").alias("rows"), F.min("transaction_id").alias("min_id"),
              F.max("transaction_id").alias("max_id"), F.sum("tx_fraud").alias("frauds"))
         .collect()  # one row per file and reason
@@ -224,12 +225,13 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     clean_days, quarantine_days = set(), set()
     for row in stats:
         per_file[row.source_file]["clean" if row.reason is None else row.reason] += row.rows
+        day = day_of[row.source_file]
         if row.reason is None:
-            clean_days.add(row.day)
-            day_stats[row.day] = {"rows": row.rows, "frauds": row.frauds,
-                                  "min_id": row.min_id, "max_id": row.max_id}
+            clean_days.add(day)
+            day_stats[day] = {"rows": row.rows, "frauds": row.frauds,
+                              "min_id": row.min_id, "max_id": row.max_id}
         else:
-            quarantine_days.add(row.day)
+            quarantine_days.add(day)
     for day in set(days) - clean_days:
         day_stats.pop(day, None)
 

@@ -68,9 +68,9 @@ def write_days(df: DataFrame | None, path: str, days: list[str], present: set[st
     for day in sorted(set(days) - present):
         storage.delete_dir(f"{path}/{PARTITION_COLUMN}={day}")
     if present and df is not None:
-        df.where(F.date_format(PARTITION_COLUMN, "yyyy-MM-dd").isin(sorted(present))).write.mode(
-            "overwrite"
-        ).partitionBy(PARTITION_COLUMN).parquet(path)
+        wanted = [dt.date.fromisoformat(d) for d in sorted(present)]
+        df.where(F.col(PARTITION_COLUMN).isin(wanted)).write.mode("overwrite").partitionBy(
+            PARTITION_COLUMN).parquet(path)
 
 
 def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:

@@ -44,10 +44,10 @@ from spark_jobs.datasets import (
 )
 from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import CLEAN_SCHEMA, LABEL_DELAY_DAYS, WINDOWS_DAYS
+from spark_jobs.simulator import DAY_SECONDS
 
 log = logging.getLogger("fraudops.features")
 
-DAY = 86_400
 LOOKBACK_DAYS = max(WINDOWS_DAYS) + LABEL_DELAY_DAYS  # the furthest back any feature looks
 FULL_WINDOWS = [w for w in WINDOWS_DAYS if w > 1]  # windows that cover whole days
 FULL_DAYS = max(WINDOWS_DAYS) - 1  # the most whole days one set of sums covers
@@ -113,15 +113,25 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
 
     ``weights(w)`` is what a row adds to the count and to the value sum of a w-day window:
     1 and its value for a plain transaction. Every frame shares the (key, time) ordering.
+
+    The sum over (t - delay - w days, t - delay] is the running sum up to t - delay minus the
+    running sum up to t - delay - w days. Spark adds each row to a running sum once, while a
+    sliding range frame adds up its whole content again for every row (a terminal's 30-day
+    window holds hundreds of rows); the weights are whole numbers, so the difference is exact.
     """
     by_key = Window.partitionBy(mart.key).orderBy("_t")
-    delay = mart.delay_days * DAY
+
+    def running(weight: Column, days_back: int) -> Column:
+        """Sum of ``weight`` over the key's rows up to ``days_back`` days before this one."""
+        frame = by_key.rangeBetween(Window.unboundedPreceding, -days_back * DAY_SECONDS)
+        return F.coalesce(F.sum(weight).over(frame), F.lit(0))
+
     features = []
     for w in WINDOWS_DAYS:
-        frame = by_key.rangeBetween(-(delay + w * DAY - 1), -delay)  # (t-delay-w d, t-delay]
         count, value = weights(w)
-        features += mart.features(w, F.coalesce(F.sum(count).over(frame), F.lit(0)),
-                                  F.coalesce(F.sum(value).over(frame), F.lit(0)))
+        window_sums = [running(weight, mart.delay_days) - running(weight, mart.delay_days + w)
+                       for weight in (count, value)]
+        features += mart.features(w, *window_sums)
     with_features = rows.select("*", *features)
     names = [c for c in with_features.columns if c not in rows.columns]
     return with_features.where("_target").select(

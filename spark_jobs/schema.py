@@ -7,7 +7,6 @@ from pyspark.sql import types as T
 from spark_jobs.rawformat import RAW_HEADER
 
 __all__ = ["RAW_HEADER"]  # re-exported: the Spark side reads the format's facts from here too
-TIMESTAMP_FORMAT = "yyyy-MM-dd HH:mm:ss"
 
 # Raw field order and the type each is parsed into. Parsing is explicit: never inferred.
 RAW_FIELDS: list[tuple[str, T.DataType]] = [

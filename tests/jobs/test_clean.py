@@ -92,7 +92,8 @@ def test_duplicates_against_clean_history_and_within_batch(spark, lake):
     assert summary["quarantined_by_reason"] == {clean.DUPLICATE_ID: 2}
     kept = read(lake, "clean").set_index("transaction_id")
     assert sorted(kept.index) == [1, 2, 3]
-    assert str(kept.loc[3, "tx_datetime"]) == "2018-04-02 09:00:00"  # the earliest one is kept
+    # the earliest one is kept; time stamps are instants, stored in UTC
+    assert kept.loc[3, "tx_datetime"] == pd.Timestamp("2018-04-02 09:00:00", tz="UTC")
 
 
 def test_rerun_is_idempotent_and_new_day_processes_only_its_file(spark, lake):
