@@ -11,6 +11,7 @@ import datetime as dt
 import hashlib
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from spark_jobs import storage
@@ -27,6 +28,8 @@ EMPTY = "empty_file"
 HEADER_ONLY = "header_only"
 BAD_HEADER = "bad_header"
 UNDECODABLE = "undecodable"
+
+INSPECT_THREADS = 4  # files read and hashed at once (each holds one file's bytes in memory)
 
 
 @dataclass
@@ -152,12 +155,17 @@ def plan(lake: Lake, until: str | None) -> tuple[Pending, dict[str, dict]]:
     pending = Pending(ignored_names=ignored)
     for name in ignored:
         log.warning("ignoring %s: raw files must be named YYYY-MM-DD%s", name, RAW_SUFFIX)
+    candidates = []
     for entry in arrived:
-        name = entry.path.rsplit("/", 1)[-1]
+        known = manifest.get(entry.path.rsplit("/", 1)[-1])
+        if not (known and (known["size"], known["mtime_ns"]) == (entry.size, entry.mtime_ns)):
+            candidates.append((entry, "changed" if known else "new"))
+    # Reading and hashing release the GIL; on object storage each file is a request of its own.
+    with ThreadPoolExecutor(max_workers=INSPECT_THREADS) as pool:
+        inspected = list(pool.map(lambda candidate: inspect(*candidate), candidates))
+    for raw in inspected:
+        name = raw.name
         known = manifest.get(name)
-        if known and (known["size"], known["mtime_ns"]) == (entry.size, entry.mtime_ns):
-            continue
-        raw = inspect(entry, "changed" if known else "new")
         if known and known.get("md5") == raw.md5:
             log.info("%s was delivered again unchanged: nothing to do", name)
             pending.unchanged_redeliveries.append(raw)
