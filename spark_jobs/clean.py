@@ -30,6 +30,7 @@ from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
     QUARANTINE_SCHEMA,
+    RAW_COLUMNS,
     RAW_FIELDS,
     RAW_HEADER,
 )
@@ -91,42 +92,52 @@ def _any(conditions) -> Column:
 
 
 def parse(lines: DataFrame) -> DataFrame:
-    """Typed columns (null where a value does not parse) and the first row rule broken."""
+    """Typed columns (null where a value does not parse) and the first row rule broken.
+
+    Three projections, each over the columns of the one before: the fields as text, then as
+    types, then the rule. In a single projection Spark would split, trim and cast the line
+    again inside every branch of the rule (it does not share subexpressions with conditional
+    branches), which measured a third of the parse time on 10 M rows.
+    """
     parts = F.split("line", ",", -1)
-    raw = {name: F.trim(F.get(parts, i)) for i, (name, _) in enumerate(RAW_FIELDS)}
+    text = lines.select(
+        "line", "source_file", PARTITION_COLUMN, "day_start", "file_reason",
+        F.size(parts).alias("_n_fields"),
+        *[F.trim(F.get(parts, i)).alias(_text(name)) for i, (name, _) in enumerate(RAW_FIELDS)],
+    )
     # Once a timestamp has the shape yyyy-MM-dd HH:mm:ss, a cast parses it exactly as that
     # format would (24:00:00 or 02-30 give null), without a date-time formatter per row.
-    typed = {name: raw[name].try_cast(dtype) for name, dtype in RAW_FIELDS}
+    typed = text.select(
+        "*",
+        *[F.col(_text(name)).try_cast(dtype).alias(name) for name, dtype in RAW_FIELDS],
+        F.col(_text("tx_datetime")).rlike(_TS_SHAPE).alias("_ts_shape"),
+    )
+    col = F.col
     numeric = [name for name, _ in RAW_FIELDS if name != "tx_datetime"]
-    not_numeric = _any(typed[name].isNull() for name in numeric) | F.isnan(
-        typed["tx_amount"]) | (F.abs(typed["tx_amount"]) == float("inf"))
-    n_fields = F.size(parts)
+    not_numeric = _any(col(name).isNull() for name in numeric) | F.isnan(
+        col("tx_amount")) | (F.abs(col("tx_amount")) == float("inf"))
     reason = (
-        F.when(F.col("file_reason").isNotNull(), F.col("file_reason"))
-        .when(n_fields < _N_FIELDS, TOO_FEW_FIELDS)
-        .when(n_fields > _N_FIELDS, TOO_MANY_FIELDS)
-        .when(_any(value == "" for value in raw.values()), EMPTY_FIELD)
+        F.when(col("file_reason").isNotNull(), col("file_reason"))
+        .when(col("_n_fields") < _N_FIELDS, TOO_FEW_FIELDS)
+        .when(col("_n_fields") > _N_FIELDS, TOO_MANY_FIELDS)
+        .when(_any(col(_text(name)) == "" for name, _ in RAW_FIELDS), EMPTY_FIELD)
         .when(not_numeric, NON_NUMERIC)
-        .when(~raw["tx_datetime"].rlike(_TS_SHAPE) | typed["tx_datetime"].isNull(), BAD_TIMESTAMP)
-        .when(~(F.unix_seconds(typed["tx_datetime"]) - F.col("day_start"))
+        .when(~col("_ts_shape") | col("tx_datetime").isNull(), BAD_TIMESTAMP)
+        .when(~(F.unix_seconds(col("tx_datetime")) - col("day_start"))
               .between(0, DAY_SECONDS - 1), WRONG_DAY)
-        .when(
-            (typed["transaction_id"] < 0) | (typed["customer_id"] < 0) | (typed["terminal_id"] < 0),
-            NEGATIVE_ID,
-        )
-        .when(typed["tx_amount"] <= 0, NON_POSITIVE_AMOUNT)
-        .when(
-            ~typed["tx_fraud"].isin(0, 1) | ~typed["tx_fraud_scenario"].between(0, 3),
-            INVALID_LABEL,
-        )
+        .when((col("transaction_id") < 0) | (col("customer_id") < 0) | (col("terminal_id") < 0),
+              NEGATIVE_ID)
+        .when(col("tx_amount") <= 0, NON_POSITIVE_AMOUNT)
+        .when(~col("tx_fraud").isin(0, 1) | ~col("tx_fraud_scenario").between(0, 3),
+              INVALID_LABEL)
     )
-    return lines.select(
-        "line",
-        "source_file",
-        PARTITION_COLUMN,
-        *[typed[name].alias(name) for name, _ in RAW_FIELDS],
-        reason.alias("reason"),
+    return typed.select(
+        "line", "source_file", PARTITION_COLUMN, *RAW_COLUMNS, reason.alias("reason"),
     )
+
+
+def _text(name: str) -> str:
+    return f"_{name}_text"
 
 
 def days_holding_ids(
