@@ -120,11 +120,14 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
     window holds hundreds of rows); the weights are whole numbers, so the difference is exact.
     """
     by_key = Window.partitionBy(mart.key).orderBy("_t")
+    sums: dict[tuple[str, int], Column] = {}
 
     def running(weight: Column, days_back: int) -> Column:
-        """Sum of ``weight`` over the key's rows up to ``days_back`` days before this one."""
+        """Sum of ``weight`` over the key's rows up to ``days_back`` days before this one
+        (built once per weight and frame: Spark does not merge equal window expressions)."""
         frame = by_key.rangeBetween(Window.unboundedPreceding, -days_back * DAY_SECONDS)
-        return F.coalesce(F.sum(weight).over(frame), F.lit(0))
+        return sums.setdefault((str(weight), days_back),
+                               F.coalesce(F.sum(weight).over(frame), F.lit(0)))
 
     features = []
     for w in WINDOWS_DAYS:
@@ -132,6 +135,11 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
         window_sums = [running(weight, mart.delay_days) - running(weight, mart.delay_days + w)
                        for weight in (count, value)]
         features += mart.features(w, *window_sums)
+    # The window sorts by key, then time: a sort on two keys, which Spark does by comparisons.
+    # Sorting first on one long that orders the same way takes Spark's radix sort, and the
+    # window's own sort then finds its input in order (measured: half the window stage).
+    rows = rows.repartition(mart.key).sortWithinPartitions(
+        F.col(mart.key) * F.lit(1 << 32) + F.col("_t"))
     with_features = rows.select("*", *features)
     names = [c for c in with_features.columns if c not in rows.columns]
     # Rows leave the window grouped by key; gathering each day before the write gives one file
