@@ -25,6 +25,11 @@ _DEFAULTS = {
     # as parsing it.
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
     "spark.ui.showConsoleProgress": "false",
+    # Batch jobs want throughput, not short pauses: the parallel collector took about 10% less
+    # CPU than G1 in both jobs on the 10 M-row benchmark. It reaches the local JVM at launch
+    # and the executors of a cluster; a SparkApplication's driver keeps its image's default.
+    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
+    "spark.executor.extraJavaOptions": "-XX:+UseParallelGC",
     "spark.driver.memory": os.environ.get("FRAUDOPS_DRIVER_MEMORY", "4g"),
 }
 
