@@ -26,7 +26,7 @@ from pyspark.sql.window import Window
 
 from spark_jobs import cli, rawfiles, storage
 from spark_jobs.datasets import read_partitions, write_days
-from spark_jobs.lake import PARTITION_COLUMN, Lake
+from spark_jobs.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -60,7 +60,10 @@ _N_FIELDS = len(RAW_FIELDS)
 
 
 def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
-    """One row per data line: the line, its file's name and day, and any file-level reason."""
+    """One row per data line: the line, its file's day, and any file-level reason.
+
+    A raw file is named after its day, so the day stands for the file from here on.
+    """
     files_df = spark.createDataFrame(
         [(f.name, dt.date.fromisoformat(f.day), _epoch_seconds(f.day), f.file_reason)
          for f in files],
@@ -76,6 +79,7 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
             F.col("_metadata.file_name").alias("source_file"),
         )
         .join(F.broadcast(files_df), "source_file")
+        .drop("source_file")
     )
     # Header lines are not data; a file whose header is wrong has none (all its lines enter).
     return lines.where(F.col("file_reason").isNotNull() | (F.col("line") != RAW_HEADER))
@@ -101,7 +105,7 @@ def parse(lines: DataFrame) -> DataFrame:
     """
     parts = F.split("line", ",", -1)
     text = lines.select(
-        "line", "source_file", PARTITION_COLUMN, "day_start", "file_reason",
+        "line", PARTITION_COLUMN, "day_start", "file_reason",
         F.size(parts).alias("_n_fields"),
         *[F.trim(F.get(parts, i)).alias(_text(name)) for i, (name, _) in enumerate(RAW_FIELDS)],
     )
@@ -132,7 +136,7 @@ def parse(lines: DataFrame) -> DataFrame:
               INVALID_LABEL)
     )
     return typed.select(
-        "line", "source_file", PARTITION_COLUMN, *RAW_COLUMNS, reason.alias("reason"),
+        "line", PARTITION_COLUMN, *RAW_COLUMNS, reason.alias("reason"),
     )
 
 
@@ -172,7 +176,11 @@ def contested_ids(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFram
     is a duplicate; otherwise the batch keeps one of its rows.
     """
     ids = parsed.where(F.col("reason").isNull()).select("transaction_id")
-    repeated = (ids.groupBy("transaction_id").count().where(F.col("count") > 1)
+    # Counting each id's rows over ids sorted by Spark's radix sort is cheaper than a hash
+    # aggregation, which builds two large maps (partial and final) when ids are mostly unique.
+    counts = ids.repartition("transaction_id").sortWithinPartitions("transaction_id").select(
+        "transaction_id", F.count("*").over(Window.partitionBy("transaction_id")).alias("rows"))
+    repeated = (counts.where(F.col("rows") > 1).distinct()
                 .select("transaction_id", F.lit(False).alias("already_clean")))
     if existing_ids is not None:
         seen = existing_ids.join(ids, "transaction_id", "left_semi").select(
@@ -225,18 +233,18 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     contested = contested_ids(parsed, existing).persist()  # small; used by three passes
     classified = mark_duplicates(parsed, contested)
 
-    day_of = {f.name: f.day for f in files}
+    file_of = {f.day: f.name for f in files}
     stats = (
-        classified.groupBy("source_file", "reason")
+        classified.groupBy(PARTITION_COLUMN, "reason")
         .agg(F.count("*").alias("rows"), F.min("transaction_id").alias("min_id"),
              F.max("transaction_id").alias("max_id"), F.sum("tx_fraud").alias("frauds"))
-        .collect()  # one row per file and reason
+        .collect()  # one row per day (one file) and reason
     )
     per_file: dict[str, Counter] = defaultdict(Counter)
     clean_days, quarantine_days = set(), set()
     for row in stats:
-        per_file[row.source_file]["clean" if row.reason is None else row.reason] += row.rows
-        day = day_of[row.source_file]
+        day = row[PARTITION_COLUMN].isoformat()
+        per_file[file_of[day]]["clean" if row.reason is None else row.reason] += row.rows
         if row.reason is None:
             clean_days.add(day)
             day_stats[day] = {"rows": row.rows, "frauds": row.frauds,
@@ -252,7 +260,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     log.info("writing clean days %s", cli.span(sorted(clean_days)))
     write_days(clean_rows, lake.clean, days, clean_days)
     rejected = classified.where(F.col("reason").isNotNull()).select(
-        "source_file", "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN
+        F.concat(F.col(PARTITION_COLUMN).cast("string"), F.lit(RAW_SUFFIX)).alias("source_file"),
+        "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN,
     )
     write_days(rejected, lake.quarantine, days, quarantine_days)
     contested.unpersist()
