@@ -137,9 +137,11 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
         features += mart.features(w, *window_sums)
     # The window sorts by key, then time: a sort on two keys, which Spark does by comparisons.
     # Sorting first on one long that orders the same way takes Spark's radix sort, and the
-    # window's own sort then finds its input in order (measured: half the window stage).
+    # window's own sort then finds its input in order (measured: half the window stage). Bit
+    # operations, not arithmetic: they cannot overflow, and a key or time beyond 32 bits only
+    # leaves the window's sort more to do.
     rows = rows.repartition(mart.key).sortWithinPartitions(
-        F.col(mart.key) * F.lit(1 << 32) + F.col("_t"))
+        F.shiftleft(mart.key, 32).bitwiseOR(F.col("_t").bitwiseAND(F.lit(0xFFFFFFFF))))
     with_features = rows.select("*", *features)
     names = [c for c in with_features.columns if c not in rows.columns]
     # Rows leave the window grouped by key; gathering each day before the write gives one file

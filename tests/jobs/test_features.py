@@ -92,6 +92,20 @@ def test_marts_equal_pandas_reference_row_for_row(spark, lake, sample):
     pd.testing.assert_frame_equal(terminal[want_t.columns], want_t, check_dtype=False)
 
 
+def test_ids_beyond_32_bits_give_the_reference_marts(spark, lake):
+    """The window's presort packs key and time into one long: large ids must neither fail
+    (ANSI overflow) nor change a feature, even where the packed value wraps."""
+    tx = random_transactions(n=300, days=20, seed=3)
+    tx["customer_id"] += 2**40
+    tx["terminal_id"] = tx["terminal_id"] * 2**59 + 1
+    write_clean(spark, lake, tx)
+    features.run(spark, lake, sorted({str(d) for d in tx["tx_date"]}))
+    customer, terminal = marts(lake)
+    want_c, want_t = reference(tx)
+    pd.testing.assert_frame_equal(customer[want_c.columns], want_c, check_dtype=False)
+    pd.testing.assert_frame_equal(terminal[want_t.columns], want_t, check_dtype=False)
+
+
 def test_no_feature_depends_on_later_transactions_or_unknown_labels(spark, tmp_path, sample):
     cutoff = START + pd.Timedelta(days=30)
     base, changed = Lake(str(tmp_path / "a")), Lake(str(tmp_path / "b"))
