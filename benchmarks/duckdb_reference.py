@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import duckdb
 
+from spark_jobs.clean import MAX_AMOUNT
+
 from spark_jobs.schema import (
     RAW_HEADER,
     WINDOWS_DAYS,
@@ -57,6 +59,7 @@ SELECT * EXCLUDE (p, n), CAST(file_day AS DATE) AS tx_date,
     WHEN CAST(tx_datetime AS DATE) <> CAST(file_day AS DATE) THEN 'wrong_day'
     WHEN transaction_id < 0 OR customer_id < 0 OR terminal_id < 0 THEN 'negative_id'
     WHEN tx_amount <= 0 THEN 'non_positive_amount'
+    WHEN tx_amount >= {MAX_AMOUNT} THEN 'amount_too_large'
     WHEN tx_fraud NOT IN (0, 1) OR tx_fraud_scenario NOT BETWEEN 0 AND 3 THEN 'invalid_label'
   END AS reason
 FROM typed;

@@ -47,12 +47,16 @@ BAD_TIMESTAMP = "bad_timestamp"
 WRONG_DAY = "wrong_day"
 NEGATIVE_ID = "negative_id"
 NON_POSITIVE_AMOUNT = "non_positive_amount"
+AMOUNT_TOO_LARGE = "amount_too_large"
 INVALID_LABEL = "invalid_label"
 DUPLICATE_ID = "duplicate_id"
 ROW_REASONS = (
     TOO_FEW_FIELDS, TOO_MANY_FIELDS, EMPTY_FIELD, NON_NUMERIC, BAD_TIMESTAMP, WRONG_DAY,
-    NEGATIVE_ID, NON_POSITIVE_AMOUNT, INVALID_LABEL, DUPLICATE_ID,
+    NEGATIVE_ID, NON_POSITIVE_AMOUNT, AMOUNT_TOO_LARGE, INVALID_LABEL, DUPLICATE_ID,
 )
+# The feature job sums amounts as whole cents in 64-bit integers; below a billion, a sum
+# overflows only past 90 million transactions of one customer.
+MAX_AMOUNT = 1_000_000_000
 FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
 
 _TS_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -132,6 +136,7 @@ def parse(lines: DataFrame) -> DataFrame:
         .when((col("transaction_id") < 0) | (col("customer_id") < 0) | (col("terminal_id") < 0),
               NEGATIVE_ID)
         .when(col("tx_amount") <= 0, NON_POSITIVE_AMOUNT)
+        .when(col("tx_amount") >= MAX_AMOUNT, AMOUNT_TOO_LARGE)
         .when(~col("tx_fraud").isin(0, 1) | ~col("tx_fraud_scenario").between(0, 3),
               INVALID_LABEL)
     )

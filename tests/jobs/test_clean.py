@@ -29,6 +29,7 @@ DEFECTS = {
     clean.WRONG_DAY: row(105, "2018-04-02 10:00:00"),
     clean.NEGATIVE_ID: row(106, TS, customer=-5),
     clean.NON_POSITIVE_AMOUNT: row(107, TS, amount="-3.50"),
+    clean.AMOUNT_TOO_LARGE: row(109, TS, amount="1e300"),  # finite, but no sum of cents holds it
     clean.INVALID_LABEL: row(108, TS, fraud=2),
     clean.DUPLICATE_ID: row(1, "2018-04-01 11:00:00"),  # repeats the valid id 1 below
 }
@@ -47,7 +48,7 @@ def test_each_defect_is_quarantined_with_its_reason(spark, lake):
     got = dict(zip(quarantine["line"], quarantine["reason"]))
     assert got == {line: reason for reason, line in DEFECTS.items()}
     assert sorted(read(lake, "clean")["transaction_id"]) == [1, 2]
-    assert summary["rows_in"] == 12 and summary["rows_clean"] == 2
+    assert summary["rows_in"] == 2 + len(DEFECTS) and summary["rows_clean"] == 2
     assert summary["quarantined_by_reason"] == {reason: 1 for reason in DEFECTS}
 
 
