@@ -25,12 +25,10 @@ _DEFAULTS = {
     # as parsing it.
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
     "spark.ui.showConsoleProgress": "false",
-    # Batch jobs want throughput, not short pauses: the parallel collector took about 10% less
-    # CPU than G1 in the features job on the 10 M-row benchmark (cleaning showed no difference
-    # above run-to-run noise). It reaches the local JVM at launch and the executors of a
-    # cluster; a SparkApplication's driver keeps its image's default.
-    "spark.driver.extraJavaOptions": "-XX:+UseParallelGC",
-    "spark.executor.extraJavaOptions": "-XX:+UseParallelGC",
+    # These reach the local JVM at launch and a cluster's executors; a SparkApplication's
+    # driver is started before this code runs, so the manifest carries the same options.
+    "spark.driver.extraJavaOptions": config.SPARK_JVM_OPTIONS,
+    "spark.executor.extraJavaOptions": config.SPARK_JVM_OPTIONS,
     "spark.driver.memory": os.environ.get("FRAUDOPS_DRIVER_MEMORY", "4g"),
 }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from spark_jobs import config
 from spark_jobs.launch.settings import Settings
 from spark_jobs.platform import platform
 from spark_jobs.steps import RunContext, Step, safe_id
@@ -54,6 +55,7 @@ def template_values(step: Step, ctx: RunContext, settings: Settings) -> dict[str
         "driver_memory": resources.driver_memory,
         "executor_cores": resources.executor_cores,
         "executor_memory": resources.executor_memory,
+        "jvm_options": config.SPARK_JVM_OPTIONS,
         "service_account": settings.spark_service_account,
         "lake_root": settings.lake_root,
         "tracking_uri": settings.tracking_uri or "",

@@ -8,6 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
+from spark_jobs import config
 from spark_jobs.launch import spark_application as sa
 from spark_jobs.launch.settings import load_settings
 from spark_jobs.platform import platform
@@ -148,6 +149,13 @@ def test_s3a_and_spark_settings(settings, ctx):
     )
     assert conf["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
     assert all(isinstance(value, str) for value in conf.values())
+
+
+def test_driver_and_executors_get_the_jobs_jvm_options(settings, ctx):
+    """The driver JVM starts before get_spark() runs, so only the manifest can set its options."""
+    spec = sa.build_spark_application(STEPS["train"], ctx, settings)["spec"]
+    assert spec["driver"]["javaOptions"] == config.SPARK_JVM_OPTIONS
+    assert spec["executor"]["javaOptions"] == config.SPARK_JVM_OPTIONS
 
 
 def test_cloud_defaults_point_at_the_platform(settings):
