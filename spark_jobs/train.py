@@ -56,7 +56,20 @@ def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
 def fit(candidate: Candidate, train: DataFrame, seed: int):
     counts = train.agg(F.count("*").alias("n"), F.sum(LABEL).alias("f")).first()
     weight = modeling.fraud_weight(candidate, counts["n"], counts["f"] or 0)
-    return modeling.pipeline(candidate, seed).fit(modeling.with_class_weights(train, weight))
+    rows = modeling.with_class_weights(in_canonical_layout(train), weight)
+    return modeling.pipeline(candidate, seed).fit(rows)
+
+
+def in_canonical_layout(rows: DataFrame) -> DataFrame:
+    """The rows hashed by transaction id into the session's shuffle width, sorted by id.
+
+    Spark's bagging, subsampling and split-candidate sampling draw per partition, row by row:
+    the same rows and seed in another order (how a mart's files were written, which join AQE
+    chose) make another model. Laid out by id, the model is a function of the data, the seed
+    and the shuffle width; an explicit partition count is one AQE does not coalesce.
+    """
+    width = int(rows.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    return rows.repartition(width, "transaction_id").sortWithinPartitions("transaction_id")
 
 
 def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed: int) -> dict:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pyspark.sql import functions as F
 
-from spark_jobs import modeling
+from spark_jobs import modeling, train
 from spark_jobs.modeling import CLASS_WEIGHTING, Candidate
 
 
@@ -25,3 +26,25 @@ def test_the_weighting_choice_is_not_passed_to_the_classifier(spark):
     classifier = modeling.pipeline(candidate, seed=1).getStages()[-1]
     assert classifier.getNumTrees() == 7 and classifier.getWeightCol() == modeling.WEIGHT
     assert len(modeling.candidates({"gbt": {"maxDepth": [3, 6], CLASS_WEIGHTING: ["none", "balanced"]}})) == 4
+
+
+def test_a_model_does_not_depend_on_the_order_of_its_rows(spark):
+    """Same rows, seed and settings in another order and partitioning: the same forest."""
+    n = 3000
+    rows = spark.range(n).select(
+        F.col("id").alias("transaction_id"),
+        *[(F.rand(i) * 100).alias(name) for i, name in enumerate(modeling.INPUT_COLUMNS)],
+    ).withColumn(modeling.LABEL, (F.col(modeling.INPUT_COLUMNS[0]) + F.rand(99) * 40 > 110)
+                 .cast("int")).localCheckpoint()
+    candidate = Candidate("random_forest", {"numTrees": 5, "maxDepth": 4})
+    layouts = [rows.orderBy("transaction_id").coalesce(1),
+               rows.repartition(3).orderBy(F.rand(7)),
+               rows.orderBy(F.col("transaction_id").desc()).repartition(5)]
+    scores = []
+    for layout in layouts:
+        model = train.fit(candidate, layout, seed=3)
+        scored = modeling.fraud_probability(model.transform(rows)).select(
+            "transaction_id", "fraud_probability")
+        scores.append(sorted(tuple(r) for r in scored.collect()))
+    assert scores[0] == scores[1] == scores[2]
+    assert len({p for _, p in scores[0]}) > 10  # a real model, not a constant
