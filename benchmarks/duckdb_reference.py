@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import duckdb
 
-from spark_jobs.clean import MAX_AMOUNT
-
+from spark_jobs import clean as rules  # reason codes and limits: the rules' logic is our own
 from spark_jobs.schema import (
+    LABEL_DELAY_DAYS,
+    RAW_FIELDS,
     RAW_HEADER,
     WINDOWS_DAYS,
     customer_avg_amount,
@@ -18,9 +19,10 @@ from spark_jobs.schema import (
     terminal_nb_tx,
     terminal_risk,
 )
+from spark_jobs.simulator import DAY_SECONDS as DAY
 
-DAY = 86_400
-DELAY = 7 * DAY
+DELAY = LABEL_DELAY_DAYS * DAY
+N_FIELDS = len(RAW_FIELDS)
 
 CLEAN_SQL = f"""
 CREATE OR REPLACE TEMP TABLE parsed AS
@@ -47,20 +49,20 @@ WITH lines AS (
 )
 SELECT * EXCLUDE (p, n), CAST(file_day AS DATE) AS tx_date,
   CASE
-    WHEN n < 9 THEN 'too_few_fields'
-    WHEN n > 9 THEN 'too_many_fields'
-    WHEN list_contains(list_transform(p, x -> trim(x)), '') THEN 'empty_field'
+    WHEN n < {N_FIELDS} THEN '{rules.TOO_FEW_FIELDS}'
+    WHEN n > {N_FIELDS} THEN '{rules.TOO_MANY_FIELDS}'
+    WHEN list_contains(list_transform(p, x -> trim(x)), '') THEN '{rules.EMPTY_FIELD}'
     WHEN transaction_id IS NULL OR customer_id IS NULL OR terminal_id IS NULL
       OR tx_amount IS NULL OR isnan(tx_amount) OR isinf(tx_amount) OR tx_time_seconds IS NULL
       OR tx_time_days IS NULL OR tx_fraud IS NULL OR tx_fraud_scenario IS NULL
-      THEN 'non_numeric'
+      THEN '{rules.NON_NUMERIC}'
     WHEN tx_datetime IS NULL OR NOT regexp_matches(trim(p[2]),
-      '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}} [0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}$') THEN 'bad_timestamp'
-    WHEN CAST(tx_datetime AS DATE) <> CAST(file_day AS DATE) THEN 'wrong_day'
-    WHEN transaction_id < 0 OR customer_id < 0 OR terminal_id < 0 THEN 'negative_id'
-    WHEN tx_amount <= 0 THEN 'non_positive_amount'
-    WHEN tx_amount >= {MAX_AMOUNT} THEN 'amount_too_large'
-    WHEN tx_fraud NOT IN (0, 1) OR tx_fraud_scenario NOT BETWEEN 0 AND 3 THEN 'invalid_label'
+      '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}} [0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}$') THEN '{rules.BAD_TIMESTAMP}'
+    WHEN CAST(tx_datetime AS DATE) <> CAST(file_day AS DATE) THEN '{rules.WRONG_DAY}'
+    WHEN transaction_id < 0 OR customer_id < 0 OR terminal_id < 0 THEN '{rules.NEGATIVE_ID}'
+    WHEN tx_amount <= 0 THEN '{rules.NON_POSITIVE_AMOUNT}'
+    WHEN tx_amount >= {rules.MAX_AMOUNT} THEN '{rules.AMOUNT_TOO_LARGE}'
+    WHEN tx_fraud NOT IN (0, 1) OR tx_fraud_scenario NOT BETWEEN 0 AND 3 THEN '{rules.INVALID_LABEL}'
   END AS reason
 FROM typed;
 
@@ -68,7 +70,7 @@ CREATE OR REPLACE TEMP TABLE classified AS
 SELECT * EXCLUDE (reason),
   CASE WHEN reason IS NULL AND row_number() OVER (
          PARTITION BY transaction_id ORDER BY reason IS NOT NULL, tx_date, tx_datetime, line) > 1
-       THEN 'duplicate_id' ELSE reason END AS reason
+       THEN '{rules.DUPLICATE_ID}' ELSE reason END AS reason
 FROM parsed;
 """
 

@@ -181,9 +181,10 @@ def contested_ids(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFram
     is a duplicate; otherwise the batch keeps one of its rows.
     """
     ids = parsed.where(F.col("reason").isNull()).select("transaction_id")
-    # Counting each id's rows over ids sorted by Spark's radix sort is cheaper than a hash
-    # aggregation, which builds two large maps (partial and final) when ids are mostly unique.
-    counts = ids.repartition("transaction_id").sortWithinPartitions("transaction_id").select(
+    # Counting each id's rows over a window (whose sort on one long key is Spark's radix sort)
+    # is cheaper than a hash aggregation, which builds two large maps (partial and final) when
+    # ids are mostly unique.
+    counts = ids.select(
         "transaction_id", F.count("*").over(Window.partitionBy("transaction_id")).alias("rows"))
     repeated = (counts.where(F.col("rows") > 1).distinct()
                 .select("transaction_id", F.lit(False).alias("already_clean")))

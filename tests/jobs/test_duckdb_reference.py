@@ -43,8 +43,8 @@ def test_both_engines_clean_and_quarantine_the_same_rows(engines):
 
 
 @pytest.mark.parametrize("mart, columns", [
-    ("customer", CUSTOMER_FEATURES), ("terminal", TERMINAL_FEATURES),
-])
+    (features.CUSTOMER, CUSTOMER_FEATURES), (features.TERMINAL, TERMINAL_FEATURES),
+], ids=lambda value: getattr(value, "name", ""))
 def test_both_engines_compute_the_same_marts(engines, mart, columns):
     lake, _, duck_dir, _ = engines
 
@@ -52,7 +52,6 @@ def test_both_engines_compute_the_same_marts(engines, mart, columns):
         frame = pd.read_parquet(path, columns=["transaction_id", *columns])
         return frame.sort_values("transaction_id").reset_index(drop=True)
 
-    spark_mart = load(features.CUSTOMER.path(lake) if mart == "customer"
-                      else features.TERMINAL.path(lake))
-    duck_mart = load(duck_dir / mart)
+    spark_mart = load(mart.path(lake))
+    duck_mart = load(duck_dir / mart.name)
     pd.testing.assert_frame_equal(spark_mart, duck_mart, check_dtype=False, rtol=1e-9)
