@@ -106,6 +106,17 @@ def test_ids_beyond_32_bits_give_the_reference_marts(spark, lake):
     pd.testing.assert_frame_equal(terminal[want_t.columns], want_t, check_dtype=False)
 
 
+@pytest.mark.parametrize("mart", features.MARTS, ids=lambda mart: mart.name)
+def test_the_window_builds_each_running_sum_once(spark, mart):
+    """Counts, means and ratios of one window share its running sums: two (count and value)
+    at the windows' end and two at each window's start. Spark builds one aggregate per
+    occurrence of a window expression, so a shared sum must reach the window only once."""
+    spark.createDataFrame([], CLEAN_SCHEMA).transform(
+        lambda clean: features.full_mart(clean, mart)).createOrReplaceTempView("mart_plan")
+    plan = spark.sql("EXPLAIN SELECT * FROM mart_plan").first()[0]
+    assert plan.count("windowspecdefinition(") == 2 * (1 + len(WINDOWS_DAYS)), plan
+
+
 def test_no_feature_depends_on_later_transactions_or_unknown_labels(spark, tmp_path, sample):
     cutoff = START + pd.Timedelta(days=30)
     base, changed = Lake(str(tmp_path / "a")), Lake(str(tmp_path / "b"))
