@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from spark_jobs import features, storage
-from spark_jobs.datasets import shift
+from spark_jobs.datasets import clean_days, read_partitions, shift
 from spark_jobs.lake import Lake
 from spark_jobs.schema import CLEAN_SCHEMA, WINDOWS_DAYS
 
@@ -231,6 +231,18 @@ def test_reads_only_the_lookback_it_needs(spark, lake, sample, monkeypatch):
                         lambda *a: calls.append(a[2:]) or real(*a))
     features.run(spark, lake, ["2018-05-15"])
     assert calls == [("2018-04-08", "2018-05-20")]  # 37 days back; the 5 later days move too
+
+
+def test_a_local_session_lists_day_folders_without_a_spark_job(spark, lake, sample):
+    """Spark lists more than 32 paths with a job of its own; a local session lists them on
+    the driver (that job cost 1 to 2 s per 105-day read on 2 cores)."""
+    write_clean(spark, lake, sample)
+    days = clean_days(lake)
+    assert len(days) > 32
+    tracker = spark.sparkContext.statusTracker()
+    jobs_before = set(tracker.getJobIdsForGroup())
+    read_partitions(spark, lake.clean, days, CLEAN_SCHEMA)  # lists its folders eagerly
+    assert set(tracker.getJobIdsForGroup()) == jobs_before
 
 
 def test_days_to_recompute_follow_the_windows():
