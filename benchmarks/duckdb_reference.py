@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import duckdb
 
-from spark_jobs import clean as rules  # reason codes and limits: the rules' logic is our own
+from spark_jobs import clean as rules  # reason codes, limits, shapes: the rules' logic is our own
+from spark_jobs import rawfiles
 from spark_jobs.schema import (
     LABEL_DELAY_DAYS,
     RAW_FIELDS,
@@ -28,7 +29,7 @@ CLEAN_SQL = f"""
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH lines AS (
   SELECT regexp_replace(line, '\\r$', '') AS line,
-         regexp_extract(filename, '([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})\\.txt$', 1) AS file_day
+         regexp_extract(filename, '{rawfiles.DAY_FILE_NAME}$', 1) AS file_day
   FROM read_csv(?, columns={{'line': 'VARCHAR'}}, delim='\\x1f', header=false, quote='',
                 escape='', filename=true, auto_detect=false, strict_mode=false)
 ), split AS (
@@ -56,8 +57,8 @@ SELECT * EXCLUDE (p, n), CAST(file_day AS DATE) AS tx_date,
       OR tx_amount IS NULL OR isnan(tx_amount) OR isinf(tx_amount) OR tx_time_seconds IS NULL
       OR tx_time_days IS NULL OR tx_fraud IS NULL OR tx_fraud_scenario IS NULL
       THEN '{rules.NON_NUMERIC}'
-    WHEN tx_datetime IS NULL OR NOT regexp_matches(trim(p[2]),
-      '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}} [0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}$') THEN '{rules.BAD_TIMESTAMP}'
+    WHEN tx_datetime IS NULL OR NOT regexp_matches(trim(p[2]), '{rules.TIMESTAMP_SHAPE}')
+      THEN '{rules.BAD_TIMESTAMP}'
     WHEN CAST(tx_datetime AS DATE) <> CAST(file_day AS DATE) THEN '{rules.WRONG_DAY}'
     WHEN transaction_id < 0 OR customer_id < 0 OR terminal_id < 0 THEN '{rules.NEGATIVE_ID}'
     WHEN tx_amount <= 0 THEN '{rules.NON_POSITIVE_AMOUNT}'

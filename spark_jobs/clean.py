@@ -59,7 +59,7 @@ ROW_REASONS = (
 MAX_AMOUNT = 1_000_000_000
 FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
 
-_TS_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 _N_FIELDS = len(RAW_FIELDS)
 
 
@@ -118,7 +118,7 @@ def parse(lines: DataFrame) -> DataFrame:
     typed = text.select(
         "*",
         *[F.col(_text(name)).try_cast(dtype).alias(name) for name, dtype in RAW_FIELDS],
-        F.col(_text("tx_datetime")).rlike(_TS_SHAPE).alias("_ts_shape"),
+        F.col(_text("tx_datetime")).rlike(TIMESTAMP_SHAPE).alias("_ts_shape"),
     )
     col = F.col
     numeric = [name for name, _ in RAW_FIELDS if name != "tx_datetime"]

@@ -127,8 +127,8 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
 
         Each distinct sum is one named window column, and the features refer to it by name:
         Spark gives every occurrence of a window expression its own aggregate, so using the
-        same expression in a count and in a mean would build it twice (measured: 18 window
-        aggregates per customer row instead of 8).
+        same expression in a count and in a mean would build it twice (the customer mart's plan
+        had 18 window aggregates instead of 8).
         """
         key = (str(weight), days_back)
         if key not in sums:

@@ -20,7 +20,9 @@ from spark_jobs.rawformat import RAW_HEADER
 
 log = logging.getLogger(__name__)
 
-_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})" + re.escape(RAW_SUFFIX) + "$")
+# A raw file's name: its day, then the suffix (the day is the first group).
+DAY_FILE_NAME = r"(\d{4}-\d{2}-\d{2})" + re.escape(RAW_SUFFIX)
+_DAY_FILE = re.compile(f"^{DAY_FILE_NAME}$")
 
 # File-level problems. A decodable file with a bad header still enters row by row (every line
 # is quarantined with the file's reason); empty and header-only files hold no rows.

@@ -32,9 +32,18 @@ _DEFAULTS = {
     "spark.driver.memory": os.environ.get("FRAUDOPS_DRIVER_MEMORY", "4g"),
 }
 
+# Settings of a session that runs in this process's JVM only.
+_LOCAL_DEFAULTS = {
+    # Spark lists more than 32 paths (a batch's raw files or day folders) with a job of its
+    # own, so that executors share the requests. In one local JVM that job runs on the same
+    # cores and cost 1 to 2 s per read of 105 days, which the driver lists in milliseconds.
+    "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
+}
+
 
 def get_spark(app_name: str) -> SparkSession:
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
+    settings = dict(_DEFAULTS)
     if not os.environ.get("SPARK_MASTER") and "spark.master" not in os.environ.get(
         "PYSPARK_SUBMIT_ARGS", ""
     ):
@@ -42,13 +51,8 @@ def get_spark(app_name: str) -> SparkSession:
         master = os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]")
         builder = builder.master(master)
         if master.startswith("local"):
-            # Spark lists more than 32 paths (a batch's raw files or day folders) with a job
-            # of its own, so that executors share the requests. In one local JVM that job runs
-            # on the same cores and cost 1 to 2 s per read of 105 days, which the driver lists
-            # in milliseconds.
-            builder = builder.config("spark.sql.sources.parallelPartitionDiscovery.threshold",
-                                     "100000")
-    for key, value in _DEFAULTS.items():
+            settings.update(_LOCAL_DEFAULTS)
+    for key, value in settings.items():
         builder = builder.config(key, value)
     endpoint = config.s3_endpoint()
     if endpoint:
