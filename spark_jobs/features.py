@@ -93,9 +93,16 @@ def _terminal_features(w: int, n_tx: Column, n_fraud: Column) -> list[Column]:
             F.when(n_tx > 0, n_fraud / n_tx).otherwise(F.lit(0.0)).alias(schema.terminal_risk(w))]
 
 
+NIGHT_ENDS_S = 7 * 3600  # the night is 00:00:00 to 06:59:59
+
+
 def _customer_flags() -> list[Column]:
-    return [F.dayofweek("tx_datetime").isin(1, 7).cast("int").alias("tx_during_weekend"),
-            (F.hour("tx_datetime") <= 6).cast("int").alias("tx_during_night")]
+    # From the day and the event time in seconds: hour() and a time stamp's date go through a
+    # time-zone conversion per row (the session's zone is UTC, so seconds of the day are the
+    # clock time).
+    return [F.dayofweek(PARTITION_COLUMN).isin(1, 7).cast("int").alias("tx_during_weekend"),
+            (F.pmod("_t", F.lit(DAY_SECONDS)) < NIGHT_ENDS_S).cast("int")
+            .alias("tx_during_night")]
 
 
 CUSTOMER = Mart("customer", "customer_id", 0,
@@ -154,8 +161,11 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
     names = [c for c in with_features.columns if c not in rows.columns]
     # Rows leave the window grouped by key; gathering each day before the write gives one file
     # per day, not one per day and task (at no cost in time, measured on 10 M rows).
+    # The time stamp is rebuilt from the seconds, not carried through the shuffle and sorts:
+    # clean time stamps are whole seconds (clean.TIMESTAMP_SHAPE).
     return with_features.where("_target").select(
-        "transaction_id", mart.key, "tx_datetime", PARTITION_COLUMN, *mart.flags(), *names
+        "transaction_id", mart.key, F.timestamp_seconds("_t").alias("tx_datetime"),
+        PARTITION_COLUMN, *mart.flags(), *names
     ).hint("rebalance", PARTITION_COLUMN)
 
 

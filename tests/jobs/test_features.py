@@ -92,6 +92,30 @@ def test_marts_equal_pandas_reference_row_for_row(spark, lake, sample):
     pd.testing.assert_frame_equal(terminal[want_t.columns], want_t, check_dtype=False)
 
 
+def test_marts_keep_each_transactions_key_and_time_and_flag_the_clock_edges(spark, lake):
+    """The marts rebuild the time stamp from epoch seconds and the flags from the day and the
+    seconds of the day: check them at the edges of the night and of the weekend."""
+    tx = random_transactions(n=6, days=10, seed=5)
+    edges = ["2018-04-06 23:59:59",  # Friday, not night
+             "2018-04-07 00:00:00",  # Saturday, night
+             "2018-04-07 06:59:59",  # Saturday, night
+             "2018-04-08 07:00:00",  # Sunday, not night
+             "2018-04-08 23:59:59",  # Sunday
+             "2018-04-09 00:00:00"]  # Monday, night
+    tx["tx_datetime"] = pd.to_datetime(edges).astype("datetime64[us]")
+    tx["tx_date"] = tx["tx_datetime"].dt.date
+    write_clean(spark, lake, tx)
+    features.run(spark, lake, sorted({str(d) for d in tx["tx_date"]}))
+    customer, terminal = marts(lake)
+    for mart, key in ((customer, "customer_id"), (terminal, "terminal_id")):
+        pd.testing.assert_frame_equal(
+            mart[["transaction_id", key, "tx_datetime", "tx_date"]].astype({"tx_date": str}),
+            tx[["transaction_id", key, "tx_datetime", "tx_date"]].astype({"tx_date": str}),
+            check_dtype=False)
+    assert customer["tx_during_weekend"].tolist() == [0, 1, 1, 1, 1, 0]
+    assert customer["tx_during_night"].tolist() == [0, 1, 1, 0, 0, 1]
+
+
 def test_ids_beyond_32_bits_give_the_reference_marts(spark, lake):
     """The window's presort packs key and time into one long: large ids must neither fail
     (ANSI overflow) nor change a feature, even where the packed value wraps."""
