@@ -10,6 +10,7 @@ import duckdb
 
 from spark_jobs import clean as rules  # reason codes, limits, shapes: the rules' logic is our own
 from spark_jobs import rawfiles
+from spark_jobs.features import NIGHT_END_HOUR
 from spark_jobs.schema import (
     LABEL_DELAY_DAYS,
     RAW_FIELDS,
@@ -86,7 +87,8 @@ def _customer_sql() -> str:
     return f"""
     SELECT transaction_id, customer_id, tx_datetime, tx_date,
       CAST(dayofweek(tx_datetime) IN (0, 6) AS INTEGER) AS tx_during_weekend,
-      CAST(hour(tx_datetime) <= 6 AS INTEGER) AS tx_during_night, {", ".join(frames)}
+      CAST(hour(tx_datetime) < {NIGHT_END_HOUR} AS INTEGER) AS tx_during_night,
+      {", ".join(frames)}
     FROM clean"""
 
 

@@ -32,8 +32,9 @@ _DEFAULTS = {
     "spark.driver.memory": os.environ.get("FRAUDOPS_DRIVER_MEMORY", "4g"),
 }
 
-# Settings of a session that runs in this process's JVM only.
-_LOCAL_DEFAULTS = {
+# Settings of a session whose master is local (all of it in one JVM), whoever set the master:
+# SQL settings, so they apply to a session already made.
+_LOCAL_SQL_SETTINGS = {
     # Spark lists more than 32 paths (a batch's raw files or day folders) with a job of its
     # own, so that executors share the requests. In one local JVM that job runs on the same
     # cores and cost 1 to 2 s per read of 105 days, which the driver lists in milliseconds.
@@ -43,16 +44,12 @@ _LOCAL_DEFAULTS = {
 
 def get_spark(app_name: str) -> SparkSession:
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
-    settings = dict(_DEFAULTS)
     if not os.environ.get("SPARK_MASTER") and "spark.master" not in os.environ.get(
         "PYSPARK_SUBMIT_ARGS", ""
     ):
         # spark-submit and the spark-operator set the master; a plain `python -m` runs locally.
-        master = os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]")
-        builder = builder.master(master)
-        if master.startswith("local"):
-            settings.update(_LOCAL_DEFAULTS)
-    for key, value in settings.items():
+        builder = builder.master(os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]"))
+    for key, value in _DEFAULTS.items():
         builder = builder.config(key, value)
     endpoint = config.s3_endpoint()
     if endpoint:
@@ -60,5 +57,8 @@ def get_spark(app_name: str) -> SparkSession:
             "spark.hadoop.fs.s3a.path.style.access", "true"
         )
     spark = builder.getOrCreate()
+    if spark.sparkContext.master.startswith("local"):
+        for key, value in _LOCAL_SQL_SETTINGS.items():
+            spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(os.environ.get("FRAUDOPS_SPARK_LOG_LEVEL", "WARN"))
     return spark
