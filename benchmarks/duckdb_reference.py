@@ -10,11 +10,13 @@ import duckdb
 
 from spark_jobs import clean as rules  # reason codes, limits, shapes: the rules' logic is our own
 from spark_jobs import rawfiles
-from spark_jobs.features import NIGHT_END_HOUR
 from spark_jobs.schema import (
     LABEL_DELAY_DAYS,
+    NIGHT_END_HOUR,
+    NIGHT_FLAG,
     RAW_FIELDS,
     RAW_HEADER,
+    WEEKEND_FLAG,
     WINDOWS_DAYS,
     customer_avg_amount,
     customer_nb_tx,
@@ -86,8 +88,8 @@ def _customer_sql() -> str:
                    f"avg(tx_amount) OVER {frame} AS {customer_avg_amount(w)}"]
     return f"""
     SELECT transaction_id, customer_id, tx_datetime, tx_date,
-      CAST(dayofweek(tx_datetime) IN (0, 6) AS INTEGER) AS tx_during_weekend,
-      CAST(hour(tx_datetime) < {NIGHT_END_HOUR} AS INTEGER) AS tx_during_night,
+      CAST(dayofweek(tx_datetime) IN (0, 6) AS INTEGER) AS {WEEKEND_FLAG},
+      CAST(hour(tx_datetime) < {NIGHT_END_HOUR} AS INTEGER) AS {NIGHT_FLAG},
       {", ".join(frames)}
     FROM clean"""
 

@@ -93,16 +93,13 @@ def _terminal_features(w: int, n_tx: Column, n_fraud: Column) -> list[Column]:
             F.when(n_tx > 0, n_fraud / n_tx).otherwise(F.lit(0.0)).alias(schema.terminal_risk(w))]
 
 
-NIGHT_END_HOUR = 7  # the night is 00:00:00 to 06:59:59
-
-
 def _customer_flags() -> list[Column]:
     # From the day and the event time in seconds: hour() and a time stamp's date go through a
     # time-zone conversion per row (the session's zone is UTC, so seconds of the day are the
     # clock time).
-    return [F.dayofweek(PARTITION_COLUMN).isin(1, 7).cast("int").alias("tx_during_weekend"),
-            (F.pmod("_t", F.lit(DAY_SECONDS)) < NIGHT_END_HOUR * 3600).cast("int")
-            .alias("tx_during_night")]
+    return [F.dayofweek(PARTITION_COLUMN).isin(1, 7).cast("int").alias(schema.WEEKEND_FLAG),
+            (F.pmod("_t", F.lit(DAY_SECONDS)) < schema.NIGHT_END_HOUR * 3600).cast("int")
+            .alias(schema.NIGHT_FLAG)]
 
 
 CUSTOMER = Mart("customer", "customer_id", 0,

@@ -39,6 +39,9 @@ QUARANTINE_SCHEMA = T.StructType(
 
 WINDOWS_DAYS = (1, 7, 30)
 LABEL_DELAY_DAYS = 7
+WEEKEND_FLAG = "tx_during_weekend"
+NIGHT_FLAG = "tx_during_night"
+NIGHT_END_HOUR = 7  # the night is 00:00:00 to 06:59:59
 
 
 def customer_nb_tx(w: int) -> str:
@@ -58,8 +61,8 @@ def terminal_risk(w: int) -> str:
 
 
 CUSTOMER_FEATURES = [
-    "tx_during_weekend",
-    "tx_during_night",
+    WEEKEND_FLAG,
+    NIGHT_FLAG,
     *[customer_nb_tx(w) for w in WINDOWS_DAYS],
     *[customer_avg_amount(w) for w in WINDOWS_DAYS],
 ]
@@ -75,7 +78,7 @@ _KEY_FIELDS = [T.StructField("transaction_id", T.LongType()), T.StructField("tx_
 CUSTOMER_MART_SCHEMA = T.StructType(
     _KEY_FIELDS
     + [T.StructField("customer_id", T.LongType()), T.StructField("tx_datetime", T.TimestampType())]
-    + [T.StructField(f, T.IntegerType()) for f in ("tx_during_weekend", "tx_during_night")]
+    + [T.StructField(f, T.IntegerType()) for f in (WEEKEND_FLAG, NIGHT_FLAG)]
     + [T.StructField(customer_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
     + [T.StructField(customer_avg_amount(w), T.DoubleType()) for w in WINDOWS_DAYS]
 )

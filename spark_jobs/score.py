@@ -21,12 +21,12 @@ from pyspark.sql.window import Window
 from spark_jobs import cli, drift, models, modeling, registry, storage, tracking
 from spark_jobs.datasets import labeled_features, write_days
 from spark_jobs.lake import PARTITION_COLUMN, Lake
-from spark_jobs.schema import KEYS
+from spark_jobs.schema import KEYS, WEEKEND_FLAG
 
 log = logging.getLogger("fraudops.score")
 
 # A scored day is all weekend or all weekday, so the weekend flag always "drifts": left out.
-DRIFT_FEATURES = [c for c in modeling.INPUT_COLUMNS if c != "tx_during_weekend"]
+DRIFT_FEATURES = [c for c in modeling.INPUT_COLUMNS if c != WEEKEND_FLAG]
 
 
 def champion_training_window(version: str) -> tuple[str, str] | None:

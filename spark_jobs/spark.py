@@ -42,12 +42,23 @@ _LOCAL_SQL_SETTINGS = {
 }
 
 
+def launcher_sets_master() -> bool:
+    """Whether whoever started Spark chose the master, so that this code must not override it.
+
+    spark-submit (which the spark-operator runs in the driver pod) starts the JVM first and then
+    this Python process, handing it the gateway's port. A plain `python -m` starts its own JVM,
+    whose master PYSPARK_SUBMIT_ARGS may name.
+    """
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return True
+    submit_args = os.environ.get("PYSPARK_SUBMIT_ARGS", "")
+    return bool(os.environ.get("SPARK_MASTER")) or any(
+        flag in submit_args for flag in ("--master", "spark.master"))
+
+
 def get_spark(app_name: str) -> SparkSession:
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
-    if not os.environ.get("SPARK_MASTER") and "spark.master" not in os.environ.get(
-        "PYSPARK_SUBMIT_ARGS", ""
-    ):
-        # spark-submit and the spark-operator set the master; a plain `python -m` runs locally.
+    if not launcher_sets_master():
         builder = builder.master(os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]"))
     for key, value in _DEFAULTS.items():
         builder = builder.config(key, value)
