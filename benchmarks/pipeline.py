@@ -1,6 +1,7 @@
-"""`make bench`: throughput of generate, clean and features, Spark against DuckDB, and the cost
-of one daily step with 10, 40 and 60 days of history (the features' look-back is full from 37
-days on). Not a test: it prints and writes figures.
+"""`make bench`: throughput of generate, clean and features, Spark against DuckDB and against the
+least work any Spark version must do (benchmarks.spark_floor), and the cost of one daily step
+with 10, 40 and 60 days of history (the features' look-back is full from 37 days on). Not a
+test: it prints and writes figures.
 
     python -m benchmarks.pipeline --rows 10000000
 
@@ -17,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks import duckdb_reference
+from benchmarks import duckdb_reference, spark_floor
 from spark_jobs import clean, features, generate
 from spark_jobs.datasets import clean_days
 from spark_jobs.lake import Lake
@@ -81,6 +82,11 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("spark features of %d days", len(clean_days(big)))
     features_s, _ = timed(features.run, spark, big, clean_days(big))
 
+    log.info("spark floor: parse and write, then shuffle, sort and write each mart")
+    floor = spark_floor.run(spark, big.raw, args.workdir / "floor")
+    log.info("spark floor: %s", {k: round(v, 1) for k, v in floor.items()})
+    floor_s = sum(floor.values())
+
     log.info("duckdb clean + features on the same files")
     duck_dir = args.workdir / "duckdb"
     duck_dir.mkdir()
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> dict:
         "spark_clean_plus_features_s": clean_s + features_s,
         "duckdb_clean_plus_features_s": duck_s,
         "spark_vs_duckdb_time_ratio": (clean_s + features_s) / duck_s,
+        "spark_floor_s": floor_s,
+        "spark_floor_rows_per_s": rows / floor_s,
+        "spark_vs_floor_time_ratio": (clean_s + features_s) / floor_s,
         "daily_step_10_days_s": step[10],
         "daily_step_40_days_s": step[40],
         "daily_step_60_days_s": step[60],

@@ -112,6 +112,18 @@ MARTS = (CUSTOMER, TERMINAL)
 Weights = Callable[[int], tuple[Column, Column]]
 
 
+def key_time_order(key: str) -> Column:
+    """One long that sorts rows by ``key``, then by the event seconds ``_t``.
+
+    A window sorts by key, then time: a sort on two keys, which Spark does by comparisons.
+    Sorting first on one long that orders the same way takes Spark's radix sort, and the
+    window's own sort then finds its input in order (measured: half the window stage). Bit
+    operations, not arithmetic: they cannot overflow, and a key or time beyond 32 bits only
+    leaves the window's sort more to do.
+    """
+    return F.shiftleft(key, 32).bitwiseOR(F.col("_t").bitwiseAND(F.lit(0xFFFFFFFF)))
+
+
 def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
     """The mart for the rows flagged ``_target``, with one shuffle and one sort.
 
@@ -146,13 +158,7 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
         window_sums = [running(weight, mart.delay_days) - running(weight, mart.delay_days + w)
                        for weight in (count, value)]
         features += mart.features(w, *window_sums)
-    # The window sorts by key, then time: a sort on two keys, which Spark does by comparisons.
-    # Sorting first on one long that orders the same way takes Spark's radix sort, and the
-    # window's own sort then finds its input in order (measured: half the window stage). Bit
-    # operations, not arithmetic: they cannot overflow, and a key or time beyond 32 bits only
-    # leaves the window's sort more to do.
-    rows = rows.repartition(mart.key).sortWithinPartitions(
-        F.shiftleft(mart.key, 32).bitwiseOR(F.col("_t").bitwiseAND(F.lit(0xFFFFFFFF))))
+    rows = rows.repartition(mart.key).sortWithinPartitions(key_time_order(mart.key))
     with_sums = rows.select("*", *[column.alias(name) for name, column in sums.values()])
     with_features = with_sums.select(*rows.columns, *features)
     names = [c for c in with_features.columns if c not in rows.columns]
