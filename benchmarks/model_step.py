@@ -17,9 +17,9 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
+from benchmarks.timing import timed
 from spark_jobs import config, demo, storage
 from spark_jobs.generate import generate_lake
 from spark_jobs.lake import Lake
@@ -32,9 +32,8 @@ BAR_SECONDS = 180  # issue 3: train plus promote for one day of the demo lake un
 
 
 def step_seconds(name: str, ctx: RunContext, env: dict[str, str], logfile) -> float:
-    started = time.perf_counter()
-    StepProcess(local_command(STEPS[name], ctx), env).run(lambda line: print(line, file=logfile))
-    seconds = time.perf_counter() - started
+    seconds, _ = timed(StepProcess(local_command(STEPS[name], ctx), env).run,
+                       lambda line: print(line, file=logfile))
     log.info("%s %s: %.1f s", name, ctx.ds, seconds)
     return seconds
 

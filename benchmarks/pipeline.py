@@ -15,10 +15,10 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
 
 from benchmarks import duckdb_reference, spark_floor
+from benchmarks.timing import timed
 from spark_jobs import clean, features, generate
 from spark_jobs.datasets import clean_days
 from spark_jobs.lake import Lake
@@ -27,12 +27,6 @@ log = logging.getLogger("fraudops.bench")
 
 # 50,000 customers with the handbook's profiles make about 95,000 transactions a day.
 ROWS_PER_CUSTOMER_DAY = 1.9
-
-
-def timed(fn, *args, **kwargs):
-    started = time.perf_counter()
-    result = fn(*args, **kwargs)
-    return time.perf_counter() - started, result
 
 
 def history_lake(source: Lake, target: Path, days: list[str]) -> Lake:
@@ -83,14 +77,14 @@ def main(argv: list[str] | None = None) -> dict:
     features_s, _ = timed(features.run, spark, big, clean_days(big))
 
     log.info("spark floor: parse and write, then shuffle, sort and write each mart")
-    floor = spark_floor.run(spark, big.raw, args.workdir / "floor")
+    floor = spark_floor.run(spark, big.raw_glob, args.workdir / "floor")
     log.info("spark floor: %s", {k: round(v, 1) for k, v in floor.items()})
     floor_s = sum(floor.values())
 
     log.info("duckdb clean + features on the same files")
     duck_dir = args.workdir / "duckdb"
     duck_dir.mkdir()
-    duck_s, duck_counts = timed(duckdb_reference.run, f"{big.raw}/*.txt", str(duck_dir))
+    duck_s, duck_counts = timed(duckdb_reference.run, big.raw_glob, str(duck_dir))
     assert duck_counts.get("clean") == summary["rows_clean"], (duck_counts, summary)
 
     all_days = sorted(p.removesuffix(".txt") for p in os.listdir(big.raw))

@@ -13,15 +13,15 @@ The floor runs after the jobs, in the same JVM (already compiled): its time is a
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from benchmarks.timing import timed
 from spark_jobs.features import CUSTOMER, MARTS, TERMINAL, Mart, key_time_order
-from spark_jobs.lake import PARTITION_COLUMN, RAW_SUFFIX
+from spark_jobs.lake import PARTITION_COLUMN
 from spark_jobs.schema import (
     CUSTOMER_MART_SCHEMA,
     RAW_FIELDS,
@@ -32,9 +32,9 @@ from spark_jobs.schema import (
 MART_SCHEMAS = {CUSTOMER.name: CUSTOMER_MART_SCHEMA, TERMINAL.name: TERMINAL_MART_SCHEMA}
 
 
-def clean_floor(spark: SparkSession, raw_dir: str, out: str) -> None:
+def clean_floor(spark: SparkSession, raw_glob: str, out: str) -> None:
     parts = F.split("value", ",", -1)
-    spark.read.text(f"{raw_dir}/*{RAW_SUFFIX}").where(F.col("value") != RAW_HEADER).select(
+    spark.read.text(raw_glob).where(F.col("value") != RAW_HEADER).select(
         *[F.trim(F.get(parts, i)).try_cast(dtype).alias(name)
           for i, (name, dtype) in enumerate(RAW_FIELDS)]
     ).withColumn(PARTITION_COLUMN, F.to_date("tx_datetime")).write.partitionBy(
@@ -60,18 +60,11 @@ def mart_floor(spark: SparkSession, clean_dir: str, mart: Mart, out: str) -> Non
         .partitionBy(PARTITION_COLUMN).parquet(out)
 
 
-def run(spark: SparkSession, raw_dir: str, workdir: Path) -> dict[str, float]:
-    """Seconds of each part of the floor on the raw files in ``raw_dir``."""
+def run(spark: SparkSession, raw_glob: str, workdir: Path) -> dict[str, float]:
+    """Seconds of each part of the floor on the raw files that ``raw_glob`` matches."""
     shutil.rmtree(workdir, ignore_errors=True)
-    seconds = {}
-
-    def timed(name, fn, *args):
-        started = time.perf_counter()
-        fn(spark, *args)
-        seconds[name] = time.perf_counter() - started
-
     clean_dir = str(workdir / "clean")
-    timed("clean", clean_floor, raw_dir, clean_dir)
+    seconds = {"clean": timed(clean_floor, spark, raw_glob, clean_dir)[0]}
     for mart in MARTS:
-        timed(mart.name, mart_floor, clean_dir, mart, str(workdir / mart.name))
+        seconds[mart.name] = timed(mart_floor, spark, clean_dir, mart, str(workdir / mart.name))[0]
     return seconds

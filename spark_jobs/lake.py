@@ -89,6 +89,11 @@ class Lake:
     def run_summary(self, step: str, run_id: str) -> str:
         return self.path("_state", "runs", step, f"{run_id}.json")
 
+    @property
+    def raw_glob(self) -> str:
+        """Every raw file, as a pattern that Spark and DuckDB readers take."""
+        return self.path("raw", f"*{RAW_SUFFIX}")
+
     def raw_file(self, day: str) -> str:
         return self.path("raw", f"{day}{RAW_SUFFIX}")
 

@@ -29,7 +29,7 @@ def engines(spark, tmp_path_factory):
     features.run(spark, lake, clean_days(lake))
     duck_dir = root / "duckdb"
     duck_dir.mkdir()
-    counts = duckdb_reference.run(f"{lake.raw}/*.txt", str(duck_dir))
+    counts = duckdb_reference.run(lake.raw_glob, str(duck_dir))
     return lake, summary, duck_dir, counts
 
 

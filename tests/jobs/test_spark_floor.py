@@ -22,7 +22,7 @@ def outputs(spark, tmp_path_factory):
     generate_lake(lake, days=12, customers=40, terminals=80, seed=5)
     clean.run(lake, None, "floor", spark)
     features.run(spark, lake, clean_days(lake))
-    seconds = spark_floor.run(spark, lake.raw, root / "floor")
+    seconds = spark_floor.run(spark, lake.raw_glob, root / "floor")
     return lake, root / "floor", seconds
 
 
