@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_jobs import clean, evaluation, features, generate, modeling, train
-from spark_jobs.datasets import clean_days, labeled_features, shift
+from spark_jobs.datasets import clean_days, shift
 from spark_jobs.lake import Lake
 from spark_jobs.windows import Period, Split
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     test_folds = folds(shift(START_TRAINING, (FOLDS - 1) * DELTA))
     first = min(f.train.start for f in validation_folds)
     last = max(f.test.end for f in test_folds)
-    data = labeled_features(spark, lake, first, last).persist()
+    data = features.labeled_features(spark, lake, first, last).persist()
 
     results = []
     for candidate in modeling.candidates(GRID):

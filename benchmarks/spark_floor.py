@@ -20,16 +20,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from benchmarks.timing import timed
-from spark_jobs.features import CUSTOMER, MARTS, TERMINAL, Mart, key_time_order
+from spark_jobs.features import MARTS, Mart, key_time_order
 from spark_jobs.lake import PARTITION_COLUMN
-from spark_jobs.schema import (
-    CUSTOMER_MART_SCHEMA,
-    RAW_FIELDS,
-    RAW_HEADER,
-    TERMINAL_MART_SCHEMA,
-)
-
-MART_SCHEMAS = {CUSTOMER.name: CUSTOMER_MART_SCHEMA, TERMINAL.name: TERMINAL_MART_SCHEMA}
+from spark_jobs.schema import RAW_FIELDS, RAW_HEADER
 
 
 def clean_floor(spark: SparkSession, raw_glob: str, out: str) -> None:
@@ -54,7 +47,7 @@ def mart_floor(spark: SparkSession, clean_dir: str, mart: Mart, out: str) -> Non
         F.unix_seconds("tx_datetime").alias("_t"), mart.value().alias("_v"))
     ordered = rows.repartition(mart.key).sortWithinPartitions(key_time_order(mart.key))
     features = [_placeholder(i, field.dataType).alias(field.name)
-                for i, field in enumerate(MART_SCHEMAS[mart.name]) if field.name not in kept]
+                for i, field in enumerate(mart.schema) if field.name not in kept]
     ordered.select("transaction_id", mart.key, F.timestamp_seconds("_t").alias("tx_datetime"),
                    PARTITION_COLUMN, *features).hint("rebalance", PARTITION_COLUMN).write \
         .partitionBy(PARTITION_COLUMN).parquet(out)

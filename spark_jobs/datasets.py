@@ -10,14 +10,7 @@ from pyspark.sql.types import StructType
 
 from spark_jobs import storage
 from spark_jobs.lake import PARTITION_COLUMN, Lake
-from spark_jobs.schema import (
-    CLEAN_SCHEMA,
-    CUSTOMER_FEATURES,
-    CUSTOMER_MART_SCHEMA,
-    KEYS,
-    TERMINAL_FEATURES,
-    TERMINAL_MART_SCHEMA,
-)
+from spark_jobs.schema import CLEAN_SCHEMA
 
 
 def day_range(start: str | dt.date, end: str | dt.date) -> list[str]:
@@ -71,17 +64,3 @@ def write_days(df: DataFrame | None, path: str, days: list[str], present: set[st
         wanted = [dt.date.fromisoformat(d) for d in sorted(present)]
         df.where(F.col(PARTITION_COLUMN).isin(wanted)).write.mode("overwrite").partitionBy(
             PARTITION_COLUMN).parquet(path)
-
-
-def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
-    """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date)."""
-    clean = read_clean(spark, lake, start, end)
-    customer = read_days(spark, lake, lake.customer_features, start, end,
-                         CUSTOMER_MART_SCHEMA).select(
-        *KEYS, *CUSTOMER_FEATURES
-    )
-    terminal = read_days(spark, lake, lake.terminal_features, start, end,
-                         TERMINAL_MART_SCHEMA).select(
-        *KEYS, *TERMINAL_FEATURES
-    )
-    return clean.join(customer, KEYS).join(terminal, KEYS)

@@ -38,12 +38,22 @@ from spark_jobs.datasets import (
     clean_days,
     day_range,
     read_clean,
+    read_days,
     read_partitions,
     shift,
     write_days,
 )
 from spark_jobs.lake import PARTITION_COLUMN, Lake
-from spark_jobs.schema import CLEAN_SCHEMA, LABEL_DELAY_DAYS, WINDOWS_DAYS
+from spark_jobs.schema import (
+    CLEAN_SCHEMA,
+    CUSTOMER_FEATURES,
+    CUSTOMER_MART_SCHEMA,
+    KEYS,
+    LABEL_DELAY_DAYS,
+    TERMINAL_FEATURES,
+    TERMINAL_MART_SCHEMA,
+    WINDOWS_DAYS,
+)
 from spark_jobs.simulator import DAY_SECONDS
 
 log = logging.getLogger("fraudops.features")
@@ -63,6 +73,8 @@ class Mart:
     value: Callable[[], Column]  # an exact integer, so running sums never drift
     features: Callable[[int, Column, Column], list[Column]]  # (days, count, sum) -> columns
     flags: Callable[[], list[Column]]
+    schema: T.StructType  # the mart's Parquet columns
+    feature_names: list[str]  # the columns of it that the model reads
 
     def path(self, lake: Lake) -> str:
         return getattr(lake, f"{self.name}_features")
@@ -104,9 +116,10 @@ def _customer_flags() -> list[Column]:
 
 CUSTOMER = Mart("customer", "customer_id", 0,
                 lambda: F.round(F.col("tx_amount") * 100).cast("long"),  # amounts are cents
-                _customer_features, _customer_flags)
+                _customer_features, _customer_flags, CUSTOMER_MART_SCHEMA, CUSTOMER_FEATURES)
 TERMINAL = Mart("terminal", "terminal_id", LABEL_DELAY_DAYS,
-                lambda: F.col("tx_fraud").cast("long"), _terminal_features, lambda: [])
+                lambda: F.col("tx_fraud").cast("long"), _terminal_features, lambda: [],
+                TERMINAL_MART_SCHEMA, TERMINAL_FEATURES)
 MARTS = (CUSTOMER, TERMINAL)
 
 Weights = Callable[[int], tuple[Column, Column]]
@@ -340,6 +353,15 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
             save_sums(lake, mart, full_day_sums(clean, mart, mart.sums_day(end)),
                       mart.sums_day(end), keep=[])
     return summary
+
+
+def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
+    """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date)."""
+    joined = read_clean(spark, lake, start, end)
+    for mart in MARTS:
+        joined = joined.join(read_days(spark, lake, mart.path(lake), start, end, mart.schema)
+                             .select(*KEYS, *mart.feature_names), KEYS)
+    return joined
 
 
 def changed_days_of(lake: Lake, clean_run_id: str) -> list[str]:

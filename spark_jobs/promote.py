@@ -18,7 +18,7 @@ import logging
 import mlflow
 
 from spark_jobs import cli, evaluation, metrics, models, registry, storage, tracking
-from spark_jobs.datasets import labeled_features
+from spark_jobs.features import labeled_features
 from spark_jobs.lake import Lake
 
 log = logging.getLogger("fraudops.promote")

@@ -19,7 +19,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from spark_jobs import cli, drift, models, modeling, registry, storage, tracking
-from spark_jobs.datasets import labeled_features, write_days
+from spark_jobs.datasets import write_days
+from spark_jobs.features import labeled_features
 from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import KEYS, WEEKEND_FLAG
 

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from spark_jobs import cli, evaluation, modeling, storage, tracking
-from spark_jobs.datasets import labeled_features
+from spark_jobs.features import labeled_features
 from spark_jobs.lake import Lake
 from spark_jobs.modeling import LABEL, Candidate
 from spark_jobs.windows import Period, Split, prequential_folds, split_ending

@@ -16,7 +16,6 @@ from spark_jobs import clean, features
 from spark_jobs.datasets import clean_days
 from spark_jobs.generate import generate_lake
 from spark_jobs.lake import Lake
-from spark_jobs.schema import CUSTOMER_FEATURES, TERMINAL_FEATURES
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +41,12 @@ def test_both_engines_clean_and_quarantine_the_same_rows(engines):
     assert len(duck_clean) == summary["rows_clean"]
 
 
-@pytest.mark.parametrize("mart, columns", [
-    (features.CUSTOMER, CUSTOMER_FEATURES), (features.TERMINAL, TERMINAL_FEATURES),
-], ids=lambda value: getattr(value, "name", ""))
-def test_both_engines_compute_the_same_marts(engines, mart, columns):
+@pytest.mark.parametrize("mart", features.MARTS, ids=lambda mart: mart.name)
+def test_both_engines_compute_the_same_marts(engines, mart):
     lake, _, duck_dir, _ = engines
 
     def load(path):
-        frame = pd.read_parquet(path, columns=["transaction_id", *columns])
+        frame = pd.read_parquet(path, columns=["transaction_id", *mart.feature_names])
         return frame.sort_values("transaction_id").reset_index(drop=True)
 
     spark_mart = load(mart.path(lake))
