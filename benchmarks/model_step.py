@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import shutil
 from pathlib import Path
 
+from benchmarks.figures import publish
 from benchmarks.timing import timed
 from spark_jobs import config, demo, storage
 from spark_jobs.generate import generate_lake
@@ -77,10 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         "decision": decision["decision"],
         "cpus": os.cpu_count(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    width = max(map(len, results))
-    print("\n".join(f"{key.ljust(width)}  {value}" for key, value in results.items()))
+    publish(results, args.output)
     return results
 
 

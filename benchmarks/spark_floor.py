@@ -12,6 +12,7 @@ The floor runs after the jobs, in the same JVM (already compiled): its time is a
 
 from __future__ import annotations
 
+import glob
 import shutil
 from pathlib import Path
 
@@ -27,7 +28,9 @@ from spark_jobs.schema import RAW_FIELDS, RAW_HEADER
 
 def clean_floor(spark: SparkSession, raw_glob: str, out: str) -> None:
     parts = F.split("value", ",", -1)
-    spark.read.text(raw_glob).where(F.col("value") != RAW_HEADER).select(
+    # The files by name, as the cleaning job reads them: given a glob, Spark looks for a
+    # streaming-metadata folder under it and logs a stack trace when there is none.
+    spark.read.text(sorted(glob.glob(raw_glob))).where(F.col("value") != RAW_HEADER).select(
         *[F.trim(F.get(parts, i)).try_cast(dtype).alias(name)
           for i, (name, dtype) in enumerate(RAW_FIELDS)]
     ).withColumn(PARTITION_COLUMN, F.to_date("tx_datetime")).write.partitionBy(

@@ -1,4 +1,4 @@
-.PHONY: bench bench-quality bench-model
+.PHONY: bench bench-quality bench-model bench-bootstrap
 
 bench: setup ## Throughput benchmark (10M rows, Spark vs DuckDB, daily step): .bench/results.json
 	$(PY) -m benchmarks.pipeline $(BENCH_ARGS)
@@ -8,3 +8,6 @@ bench-quality: setup ## Handbook chapter-5 protocol on the handbook's data: .ben
 
 bench-model: setup ## One demo day's train + promote as the DAG runs them: .bench/model_step.json
 	$(PY) -m benchmarks.model_step $(BENCH_ARGS)
+
+bench-bootstrap: setup ## The promote step's batched paired bootstrap against the plain loop: .bench/bootstrap.json
+	$(PY) -m benchmarks.bootstrap $(BENCH_ARGS)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks import bootstrap as bootstrap_bench
 from spark_jobs import metrics
 
 # ---------------------------------------------------------------- references, written plainly
@@ -262,13 +261,17 @@ def test_bootstrap_checks_its_inputs():
                                  [0.2, 0.3], confidence=95)
 
 
-def test_thousand_resamples_of_a_week_take_seconds(window):
+def test_the_benchmarks_plain_loop_measures_what_the_batched_bootstrap_does(window):
+    """`make bench-bootstrap` sets the batched bootstrap's time against a plain loop over the
+    same draws; the ratio means something only if both give the same differences."""
     rng, days, _, y = window
     a, b = rng.random(len(y)) + 0.3 * y, rng.random(len(y)) + 0.25 * y
-    started = time.perf_counter()
-    metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=1000)
-    # ~1.5 s on an idle 2-core machine; generous bound for a loaded CI runner.
-    assert time.perf_counter() - started < 20
+    result = metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=200)
+    draws = np.random.default_rng(0).integers(0, 7, size=(200, 7))  # the bootstrap's own draws
+    plain = bootstrap_bench.plain_bootstrap(days, y, a, b, draws)
+    assert result.mean == pytest.approx(plain.mean(), rel=1e-9)
+    assert (result.low, result.high) == pytest.approx(tuple(np.quantile(plain, [0.025, 0.975])),
+                                                      rel=1e-9)
 
 
 # ---------------------------------------------------------------- PSI
