@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from spark_jobs import storage
 
 
 def publish(results: dict, output: Path, decimals: int = 2) -> None:
     """Write ``results`` to ``output`` as JSON and print them as a two-column table."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+    storage.write_json(str(output), results)
     width = max(map(len, ["figure", *results])) + 2
     print(f"\n{'figure':<{width}}{'value':>16}")
     for key, value in results.items():

@@ -12,7 +12,6 @@ The floor runs after the jobs, in the same JVM (already compiled): its time is a
 
 from __future__ import annotations
 
-import glob
 import shutil
 from pathlib import Path
 
@@ -22,15 +21,14 @@ from pyspark.sql import types as T
 
 from benchmarks.timing import timed
 from spark_jobs.features import MARTS, Mart, key_time_order
-from spark_jobs.lake import PARTITION_COLUMN
+from spark_jobs import rawfiles
+from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import RAW_FIELDS, RAW_HEADER
 
 
-def clean_floor(spark: SparkSession, raw_glob: str, out: str) -> None:
+def clean_floor(spark: SparkSession, raw_paths: list[str], out: str) -> None:
     parts = F.split("value", ",", -1)
-    # The files by name, as the cleaning job reads them: given a glob, Spark looks for a
-    # streaming-metadata folder under it and logs a stack trace when there is none.
-    spark.read.text(sorted(glob.glob(raw_glob))).where(F.col("value") != RAW_HEADER).select(
+    spark.read.text(raw_paths).where(F.col("value") != RAW_HEADER).select(
         *[F.trim(F.get(parts, i)).try_cast(dtype).alias(name)
           for i, (name, dtype) in enumerate(RAW_FIELDS)]
     ).withColumn(PARTITION_COLUMN, F.to_date("tx_datetime")).write.partitionBy(
@@ -44,23 +42,25 @@ def _placeholder(i: int, dtype: T.DataType) -> Column:
 
 
 def mart_floor(spark: SparkSession, clean_dir: str, mart: Mart, out: str) -> None:
-    kept = {"transaction_id", PARTITION_COLUMN, mart.key, "tx_datetime"}
     rows = spark.read.parquet(clean_dir).select(
         "transaction_id", mart.key, PARTITION_COLUMN,
         F.unix_seconds("tx_datetime").alias("_t"), mart.value().alias("_v"))
     ordered = rows.repartition(mart.key).sortWithinPartitions(key_time_order(mart.key))
     features = [_placeholder(i, field.dataType).alias(field.name)
-                for i, field in enumerate(mart.schema) if field.name not in kept]
+                for i, field in enumerate(mart.schema) if field.name in mart.feature_names]
     ordered.select("transaction_id", mart.key, F.timestamp_seconds("_t").alias("tx_datetime"),
                    PARTITION_COLUMN, *features).hint("rebalance", PARTITION_COLUMN).write \
         .partitionBy(PARTITION_COLUMN).parquet(out)
 
 
-def run(spark: SparkSession, raw_glob: str, workdir: Path) -> dict[str, float]:
-    """Seconds of each part of the floor on the raw files that ``raw_glob`` matches."""
+def run(spark: SparkSession, lake: Lake, workdir: Path) -> dict[str, float]:
+    """Seconds of each part of the floor on the lake's raw files."""
     shutil.rmtree(workdir, ignore_errors=True)
     clean_dir = str(workdir / "clean")
-    seconds = {"clean": timed(clean_floor, spark, raw_glob, clean_dir)[0]}
+    # By name, as the cleaning job reads them (given a glob, Spark would also probe it for a
+    # streaming-metadata folder and log a stack trace when there is none).
+    raw_paths = [entry.path for entry in rawfiles.arrived_files(lake, None)[0]]
+    seconds = {"clean": timed(clean_floor, spark, raw_paths, clean_dir)[0]}
     for mart in MARTS:
         seconds[mart.name] = timed(mart_floor, spark, clean_dir, mart, str(workdir / mart.name))[0]
     return seconds

@@ -91,7 +91,7 @@ class Lake:
 
     @property
     def raw_glob(self) -> str:
-        """Every raw file, as a pattern that Spark and DuckDB readers take."""
+        """Every raw file, as a pattern (for readers such as DuckDB that take one)."""
         return self.path("raw", f"*{RAW_SUFFIX}")
 
     def raw_file(self, day: str) -> str:

@@ -167,6 +167,11 @@ def _group_weights(group_of_row: np.ndarray, draws: np.ndarray) -> np.ndarray:
     return counts.reshape(resamples, n_groups)[:, group_of_row]
 
 
+def group_draws(n_groups: int, n_resamples: int, seed: int = 0) -> np.ndarray:
+    """The groups each resample draws (resamples x groups), with replacement."""
+    return np.random.default_rng(seed).integers(0, n_groups, size=(n_resamples, n_groups))
+
+
 def paired_bootstrap(metric_fn: Callable, groups, y, s_challenger, s_champion,
                      n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
                      batch_size: int = 50) -> BootstrapResult:
@@ -187,7 +192,7 @@ def paired_bootstrap(metric_fn: Callable, groups, y, s_challenger, s_champion,
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     _, group_of_row = np.unique(np.asarray(groups), return_inverse=True)
     n_groups = int(group_of_row.max()) + 1 if len(group_of_row) else 0
-    draws = np.random.default_rng(seed).integers(0, n_groups, size=(n_resamples, n_groups))
+    draws = group_draws(n_groups, n_resamples, seed)
     diffs = np.empty(n_resamples)
     for start in range(0, n_resamples, batch_size):
         weights = _group_weights(group_of_row, draws[start:start + batch_size])

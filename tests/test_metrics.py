@@ -267,7 +267,7 @@ def test_the_benchmarks_plain_loop_measures_what_the_batched_bootstrap_does(wind
     rng, days, _, y = window
     a, b = rng.random(len(y)) + 0.3 * y, rng.random(len(y)) + 0.25 * y
     result = metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=200)
-    draws = np.random.default_rng(0).integers(0, 7, size=(200, 7))  # the bootstrap's own draws
+    draws = metrics.group_draws(7, 200)  # the draws paired_bootstrap makes with its seed
     plain = bootstrap_bench.plain_bootstrap(days, y, a, b, draws)
     assert result.mean == pytest.approx(plain.mean(), rel=1e-9)
     assert (result.low, result.high) == pytest.approx(tuple(np.quantile(plain, [0.025, 0.975])),

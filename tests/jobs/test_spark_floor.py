@@ -22,7 +22,7 @@ def outputs(spark, tmp_path_factory):
     generate_lake(lake, days=12, customers=40, terminals=80, seed=5)
     clean.run(lake, None, "floor", spark)
     features.run(spark, lake, clean_days(lake))
-    seconds = spark_floor.run(spark, lake.raw_glob, root / "floor")
+    seconds = spark_floor.run(spark, lake, root / "floor")
     return lake, root / "floor", seconds
 
 
@@ -42,7 +42,8 @@ def test_floor_times_each_part(outputs):
 @pytest.mark.parametrize("dataset", ["clean", *[mart.name for mart in features.MARTS]])
 def test_floor_writes_the_rows_and_columns_the_job_writes(spark, outputs, dataset):
     lake, floor_dir, _ = outputs
-    job_path = lake.clean if dataset == "clean" else getattr(lake, f"{dataset}_features")
+    marts = {mart.name: mart for mart in features.MARTS}
+    job_path = lake.clean if dataset == "clean" else marts[dataset].path(lake)
     job_columns, job_days = _shape(spark, job_path)
     floor_columns, floor_days = _shape(spark, floor_dir / dataset)
     assert floor_columns == job_columns
