@@ -46,11 +46,9 @@ from spark_jobs.datasets import (
 from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
-    CUSTOMER_FEATURES,
     CUSTOMER_MART_SCHEMA,
     KEYS,
     LABEL_DELAY_DAYS,
-    TERMINAL_FEATURES,
     TERMINAL_MART_SCHEMA,
     WINDOWS_DAYS,
 )
@@ -74,7 +72,12 @@ class Mart:
     features: Callable[[int, Column, Column], list[Column]]  # (days, count, sum) -> columns
     flags: Callable[[], list[Column]]
     schema: T.StructType  # the mart's Parquet columns
-    feature_names: list[str]  # the columns of it that the model reads
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The mart's columns that the model reads: all but the keys and the event time."""
+        identity = {*KEYS, self.key, "tx_datetime"}
+        return [f.name for f in self.schema if f.name not in identity]
 
     def path(self, lake: Lake) -> str:
         return getattr(lake, f"{self.name}_features")
@@ -116,10 +119,10 @@ def _customer_flags() -> list[Column]:
 
 CUSTOMER = Mart("customer", "customer_id", 0,
                 lambda: F.round(F.col("tx_amount") * 100).cast("long"),  # amounts are cents
-                _customer_features, _customer_flags, CUSTOMER_MART_SCHEMA, CUSTOMER_FEATURES)
+                _customer_features, _customer_flags, CUSTOMER_MART_SCHEMA)
 TERMINAL = Mart("terminal", "terminal_id", LABEL_DELAY_DAYS,
                 lambda: F.col("tx_fraud").cast("long"), _terminal_features, lambda: [],
-                TERMINAL_MART_SCHEMA, TERMINAL_FEATURES)
+                TERMINAL_MART_SCHEMA)
 MARTS = (CUSTOMER, TERMINAL)
 
 Weights = Callable[[int], tuple[Column, Column]]

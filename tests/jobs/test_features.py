@@ -9,7 +9,7 @@ import pytest
 from spark_jobs import features, storage
 from spark_jobs.datasets import clean_days, read_partitions, shift
 from spark_jobs.lake import Lake
-from spark_jobs.schema import CLEAN_SCHEMA, WINDOWS_DAYS
+from spark_jobs.schema import CLEAN_SCHEMA, MODEL_FEATURES, WINDOWS_DAYS
 
 DAY = 86_400
 START = pd.Timestamp("2018-04-01")
@@ -90,6 +90,15 @@ def test_marts_equal_pandas_reference_row_for_row(spark, lake, sample):
     assert len(customer) == len(terminal) == len(sample)
     pd.testing.assert_frame_equal(customer[want_c.columns], want_c, check_dtype=False)
     pd.testing.assert_frame_equal(terminal[want_t.columns], want_t, check_dtype=False)
+
+
+def test_the_marts_feature_columns_are_the_models_in_its_order():
+    """The model's columns are the amount and then both marts' features: a column added to a
+    mart's schema without the model's list (or the reverse) would be trained on, or read, as
+    missing."""
+    mart_columns = [name for mart in features.MARTS for name in mart.feature_names]
+    assert ["tx_amount", *mart_columns] == MODEL_FEATURES
+    assert len(set(MODEL_FEATURES)) == 15  # the handbook's features, none twice
 
 
 def test_each_mart_is_written_with_the_schema_its_readers_pass(spark, lake, sample):
