@@ -13,7 +13,6 @@ test day leaves out the cards already known to be compromised by then. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_jobs import clean, evaluation, features, generate, modeling, train
+from spark_jobs import clean, evaluation, features, generate, modeling, storage, train
 from spark_jobs.datasets import clean_days, shift
 from spark_jobs.lake import Lake
 from spark_jobs.windows import Period, Split
@@ -130,8 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         "handbook_best": HANDBOOK_BEST,
         "test_folds": [f.as_dict() for f in test_folds],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(figures, indent=2) + "\n")
+    storage.write_json(str(args.output), figures)
     print(f"\n{'metric':<24}{'fraudops (mean ± std)':>24}{'handbook best':>16}  source")
     for key in HANDBOOK_BEST:
         print(f"{key:<24}{figures[key]:>15.3f} ± {figures[key + '_std']:.3f}"
