@@ -22,10 +22,11 @@ from collections import Counter, defaultdict
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
 from spark_jobs import cli, rawfiles, storage
-from spark_jobs.datasets import read_partitions, write_days
+from spark_jobs.datasets import local_frame, read_partitions, write_days
 from spark_jobs.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
@@ -59,6 +60,13 @@ ROW_REASONS = (
 MAX_AMOUNT = 1_000_000_000
 FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
 
+_FILES_SCHEMA = T.StructType([
+    T.StructField("source_file", T.StringType()), T.StructField(PARTITION_COLUMN, T.DateType()),
+    T.StructField("day_start", T.LongType()), T.StructField("file_reason", T.StringType())])
+_RANGES_SCHEMA = T.StructType([T.StructField("day", T.StringType()),
+                               T.StructField("min_id", T.LongType()),
+                               T.StructField("max_id", T.LongType())])
+
 TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 _N_FIELDS = len(RAW_FIELDS)
 
@@ -68,10 +76,11 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
 
     A raw file is named after its day, so the day stands for the file from here on.
     """
-    files_df = spark.createDataFrame(
+    files_df = local_frame(
+        spark,
         [(f.name, dt.date.fromisoformat(f.day), _epoch_seconds(f.day), f.file_reason)
          for f in files],
-        f"source_file string, {PARTITION_COLUMN} date, day_start long, file_reason string",
+        _FILES_SCHEMA,
     )
     value = F.col("value")
     lines = (
@@ -160,7 +169,7 @@ def days_holding_ids(
     ranges = [(d, s["min_id"], s["max_id"]) for d, s in day_stats.items() if d not in replaced]
     if not ranges:
         return []
-    ranges_df = spark.createDataFrame(ranges, "day string, min_id long, max_id long")
+    ranges_df = local_frame(spark, ranges, _RANGES_SCHEMA)
     hits = (
         parsed.where(F.col("reason").isNull())
         .select("transaction_id")
