@@ -47,7 +47,7 @@ def mart_floor(spark: SparkSession, clean_dir: str, mart: Mart, out: str) -> Non
         F.unix_seconds("tx_datetime").alias("_t"), mart.value().alias("_v"))
     ordered = rows.repartition(mart.key).sortWithinPartitions(key_time_order(mart.key))
     features = [_placeholder(i, field.dataType).alias(field.name)
-                for i, field in enumerate(mart.schema) if field.name in mart.feature_names]
+                for i, field in enumerate(mart.feature_fields)]
     ordered.select("transaction_id", mart.key, F.timestamp_seconds("_t").alias("tx_datetime"),
                    PARTITION_COLUMN, *features).hint("rebalance", PARTITION_COLUMN).write \
         .partitionBy(PARTITION_COLUMN).parquet(out)

@@ -19,8 +19,8 @@ def local_frame(spark: SparkSession, rows: list[tuple], schema: StructType) -> D
     """A small DataFrame of rows the driver holds, handed to the JVM as one Arrow table.
 
     ``createDataFrame`` of a list pickles the rows, and a Python worker unpickles them: in a
-    fresh JVM starting that worker took a second (then 0.3 s a call), and the jobs need no
-    Python worker for anything else. The Arrow table is read by the JVM itself (0.05 s).
+    fresh JVM starting that worker took 1.0 s (then 0.3 s a call), and the jobs need no Python
+    worker for anything else. The JVM reads the Arrow table itself: 0.25 s, then 0.02 s.
     """
     columns = list(zip(*rows)) if rows else [[] for _ in schema.fields]
     arrow_schema = to_arrow_schema(schema)

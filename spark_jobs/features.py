@@ -46,10 +46,10 @@ from spark_jobs.datasets import (
 from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
-    CUSTOMER_MART_SCHEMA,
+    CUSTOMER_FEATURE_FIELDS,
     KEYS,
     LABEL_DELAY_DAYS,
-    TERMINAL_MART_SCHEMA,
+    TERMINAL_FEATURE_FIELDS,
     WINDOWS_DAYS,
 )
 from spark_jobs.simulator import DAY_SECONDS
@@ -71,13 +71,16 @@ class Mart:
     value: Callable[[], Column]  # an exact integer, so running sums never drift
     features: Callable[[int, Column, Column], list[Column]]  # (days, count, sum) -> columns
     flags: Callable[[], list[Column]]
-    schema: T.StructType  # the mart's Parquet columns
+    feature_fields: list[T.StructField]  # the columns the model reads, in their order
 
     @property
     def feature_names(self) -> list[str]:
-        """The mart's columns that the model reads: all but the keys and the event time."""
-        identity = {*KEYS, self.key, "tx_datetime"}
-        return [f.name for f in self.schema if f.name not in identity]
+        return [f.name for f in self.feature_fields]
+
+    @property
+    def schema(self) -> T.StructType:
+        """The mart's Parquet columns: keys and event time, then the features."""
+        return schema.mart_schema(self.key, self.feature_fields)
 
     def path(self, lake: Lake) -> str:
         return getattr(lake, f"{self.name}_features")
@@ -119,10 +122,10 @@ def _customer_flags() -> list[Column]:
 
 CUSTOMER = Mart("customer", "customer_id", 0,
                 lambda: F.round(F.col("tx_amount") * 100).cast("long"),  # amounts are cents
-                _customer_features, _customer_flags, CUSTOMER_MART_SCHEMA)
+                _customer_features, _customer_flags, CUSTOMER_FEATURE_FIELDS)
 TERMINAL = Mart("terminal", "terminal_id", LABEL_DELAY_DAYS,
                 lambda: F.col("tx_fraud").cast("long"), _terminal_features, lambda: [],
-                TERMINAL_MART_SCHEMA)
+                TERMINAL_FEATURE_FIELDS)
 MARTS = (CUSTOMER, TERMINAL)
 
 Weights = Callable[[int], tuple[Column, Column]]

@@ -61,24 +61,24 @@ def terminal_risk(w: int) -> str:
 
 
 # The marts' feature columns, in the order they are written; the model's columns and the marts'
-# Parquet schemas are both built from these.
-_CUSTOMER_FEATURE_FIELDS = (
+# Parquet schemas (spark_jobs.features.Mart) are both built from these.
+CUSTOMER_FEATURE_FIELDS = (
     [T.StructField(f, T.IntegerType()) for f in (WEEKEND_FLAG, NIGHT_FLAG)]
     + [T.StructField(customer_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
     + [T.StructField(customer_avg_amount(w), T.DoubleType()) for w in WINDOWS_DAYS]
 )
-_TERMINAL_FEATURE_FIELDS = (
+TERMINAL_FEATURE_FIELDS = (
     [T.StructField(terminal_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
     + [T.StructField(terminal_risk(w), T.DoubleType()) for w in WINDOWS_DAYS]
 )
-CUSTOMER_FEATURES = [f.name for f in _CUSTOMER_FEATURE_FIELDS]
-TERMINAL_FEATURES = [f.name for f in _TERMINAL_FEATURE_FIELDS]
+CUSTOMER_FEATURES = [f.name for f in CUSTOMER_FEATURE_FIELDS]
+TERMINAL_FEATURES = [f.name for f in TERMINAL_FEATURE_FIELDS]
 # What the model sees: the handbook's 15 features.
 MODEL_FEATURES = ["tx_amount", *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
 KEYS = ["transaction_id", "tx_date"]
 
 
-def _mart_schema(key: str, feature_fields: list[T.StructField]) -> T.StructType:
+def mart_schema(key: str, feature_fields: list[T.StructField]) -> T.StructType:
     """A mart's rows: the join keys, its entity key and event time, then its features."""
     return T.StructType(
         [T.StructField("transaction_id", T.LongType()), T.StructField("tx_date", T.DateType()),
@@ -86,6 +86,3 @@ def _mart_schema(key: str, feature_fields: list[T.StructField]) -> T.StructType:
         + feature_fields
     )
 
-
-CUSTOMER_MART_SCHEMA = _mart_schema("customer_id", _CUSTOMER_FEATURE_FIELDS)
-TERMINAL_MART_SCHEMA = _mart_schema("terminal_id", _TERMINAL_FEATURE_FIELDS)

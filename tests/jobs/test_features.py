@@ -93,9 +93,9 @@ def test_marts_equal_pandas_reference_row_for_row(spark, lake, sample):
 
 
 def test_the_marts_feature_columns_are_the_models_in_its_order():
-    """The model's columns are the amount and then both marts' features: a column added to a
-    mart's schema without the model's list (or the reverse) would be trained on, or read, as
-    missing."""
+    """The model reads the amount, then the marts' features in the order of ``MARTS``: the
+    handbook's 15 columns, none twice. Reordering the marts or adding a feature to one of them
+    would change what a registered model is fed."""
     mart_columns = [name for mart in features.MARTS for name in mart.feature_names]
     assert ["tx_amount", *mart_columns] == MODEL_FEATURES
     assert len(set(MODEL_FEATURES)) == 15  # the handbook's features, none twice
@@ -110,7 +110,6 @@ def test_each_mart_is_written_with_the_schema_its_readers_pass(spark, lake, samp
         written = spark.read.parquet(mart.path(lake))
         assert {(f.name, f.dataType) for f in written.schema} == {
             (f.name, f.dataType) for f in mart.schema}, mart.name
-        assert set(mart.feature_names) < set(written.columns), mart.name
 
 
 def test_marts_keep_each_transactions_key_and_time_and_flag_the_clock_edges(spark, lake):
