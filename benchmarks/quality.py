@@ -58,8 +58,7 @@ def folds(first_start: str) -> list[Split]:
 def unknown_cards_only(data: DataFrame, split: Split) -> DataFrame:
     """Test rows of cards not known compromised by then: no fraud from the training start up
     to the day before the delay that precedes the test day (the handbook's get_train_test_set)."""
-    window = data.where(F.col("tx_date").between(F.lit(split.train.start).cast("date"),
-                                                 F.lit(split.test.end).cast("date")))
+    window = train.days_of(data, Period(split.train.start, split.test.end))
     first_fraud = (window.where(F.col("tx_fraud") == 1).groupBy("customer_id")
                    .agg(F.min("tx_date").alias("first_fraud_day")))
     test = window.where(F.col("tx_date") >= F.lit(split.test.start).cast("date"))
@@ -70,9 +69,7 @@ def unknown_cards_only(data: DataFrame, split: Split) -> DataFrame:
 
 
 def fold_metrics(candidate, data: DataFrame, split: Split, seed: int) -> dict:
-    train_rows = data.where(F.col("tx_date").between(F.lit(split.train.start).cast("date"),
-                                                     F.lit(split.train.end).cast("date")))
-    model = train.fit(candidate, train_rows, seed)
+    model = train.fit(candidate, train.days_of(data, split.train), seed)
     return evaluation.evaluate(model, unknown_cards_only(data, split))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
+from spark_jobs.lake import PARTITION_COLUMN
 from spark_jobs.rawformat import RAW_HEADER
 
 __all__ = ["RAW_HEADER"]  # re-exported: the Spark side reads the format's facts from here too
@@ -24,7 +25,7 @@ RAW_COLUMNS = [name for name, _ in RAW_FIELDS]
 
 CLEAN_SCHEMA = T.StructType(
     [T.StructField(name, dtype, nullable=False) for name, dtype in RAW_FIELDS]
-    + [T.StructField("tx_date", T.DateType(), nullable=False)]
+    + [T.StructField(PARTITION_COLUMN, T.DateType(), nullable=False)]
 )
 
 QUARANTINE_SCHEMA = T.StructType(
@@ -33,7 +34,7 @@ QUARANTINE_SCHEMA = T.StructType(
         T.StructField("line", T.StringType()),
         T.StructField("reason", T.StringType()),
         T.StructField("run_id", T.StringType()),
-        T.StructField("tx_date", T.DateType()),
+        T.StructField(PARTITION_COLUMN, T.DateType()),
     ]
 )
 
@@ -75,14 +76,14 @@ CUSTOMER_FEATURES = [f.name for f in CUSTOMER_FEATURE_FIELDS]
 TERMINAL_FEATURES = [f.name for f in TERMINAL_FEATURE_FIELDS]
 # What the model sees: the handbook's 15 features.
 MODEL_FEATURES = ["tx_amount", *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
-KEYS = ["transaction_id", "tx_date"]
+KEYS = ["transaction_id", PARTITION_COLUMN]
 
 
 def mart_schema(key: str, feature_fields: list[T.StructField]) -> T.StructType:
-    """A mart's rows: the join keys, its entity key and event time, then its features."""
+    """A mart's rows: the join keys, its entity key and event time (typed as in the clean
+    table), then its features."""
     return T.StructType(
-        [T.StructField("transaction_id", T.LongType()), T.StructField("tx_date", T.DateType()),
-         T.StructField(key, T.LongType()), T.StructField("tx_datetime", T.TimestampType())]
+        [T.StructField(name, CLEAN_SCHEMA[name].dataType) for name in (*KEYS, key, "tx_datetime")]
         + feature_fields
     )
 

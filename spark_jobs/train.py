@@ -25,7 +25,7 @@ from pyspark.sql import functions as F
 
 from spark_jobs import cli, evaluation, modeling, storage, tracking
 from spark_jobs.features import labeled_features
-from spark_jobs.lake import Lake
+from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.modeling import LABEL, Candidate
 from spark_jobs.windows import Period, Split, prequential_folds, split_ending
 
@@ -76,8 +76,8 @@ def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed:
     """Mean and standard deviation of each metric over the prequential folds."""
     per_fold = []
     for fold in folds:
-        model = fit(candidate, _days(data, fold.train), seed)
-        per_fold.append(evaluation.evaluate(model, _days(data, fold.test)))
+        model = fit(candidate, days_of(data, fold.train), seed)
+        per_fold.append(evaluation.evaluate(model, days_of(data, fold.test)))
     out = {}
     for key in per_fold[0]:
         values = [m[key] for m in per_fold]
@@ -86,9 +86,10 @@ def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed:
     return out
 
 
-def _days(df: DataFrame, period: Period) -> DataFrame:
-    return df.where(F.col("tx_date").between(F.lit(period.start).cast("date"),
-                                             F.lit(period.end).cast("date")))
+def days_of(df: DataFrame, period: Period) -> DataFrame:
+    """The rows of ``df`` whose day lies in ``period``."""
+    return df.where(F.col(PARTITION_COLUMN).between(F.lit(period.start).cast("date"),
+                                                    F.lit(period.end).cast("date")))
 
 
 def select(candidates: list[Candidate], data: DataFrame, folds: list[Split], seed: int):
