@@ -17,6 +17,7 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 
 from spark_jobs import metrics, modeling, tracking  # noqa: E402
+from spark_jobs.lake import PARTITION_COLUMN  # noqa: E402
 
 TOP_K = 100
 
@@ -25,24 +26,25 @@ def score_frame(model, df: DataFrame) -> pd.DataFrame:
     """The window's (day, customer, label, fraud probability) as a driver-side frame."""
     scored = modeling.fraud_probability(model.transform(df))
     return scored.select(
-        "transaction_id", "tx_date", "customer_id", modeling.LABEL, "fraud_probability"
+        "transaction_id", PARTITION_COLUMN, "customer_id", modeling.LABEL, "fraud_probability"
     ).toPandas().sort_values("transaction_id", ignore_index=True)
 
 
-def _arrays(scored: pd.DataFrame):
-    return (scored["tx_date"].astype(str).to_numpy(), scored["customer_id"].to_numpy(),
+def arrays(scored: pd.DataFrame):
+    """(day, customer, label, fraud probability) of each scored row, as numpy arrays."""
+    return (scored[PARTITION_COLUMN].astype(str).to_numpy(), scored["customer_id"].to_numpy(),
             scored[modeling.LABEL].to_numpy().astype(int),
             scored["fraud_probability"].to_numpy().astype(float))
 
 
 def card_precision_per_day(scored: pd.DataFrame, k: int = TOP_K) -> list[float]:
-    days, customers, y, s = _arrays(scored)
+    days, customers, y, s = arrays(scored)
     per_day, _ = metrics.card_precision_at_k(days, customers, y, s, k=k)
     return list(per_day)
 
 
 def metrics_of(scored: pd.DataFrame, k: int = TOP_K) -> dict[str, float]:
-    days, customers, y, s = _arrays(scored)
+    days, customers, y, s = arrays(scored)
     _, cp_mean = metrics.card_precision_at_k(days, customers, y, s, k=k)
     return {
         "roc_auc": float(metrics.roc_auc(y, s)),
@@ -69,7 +71,7 @@ def _curves(y: np.ndarray, s: np.ndarray):
 
 
 def log_curves(scored: pd.DataFrame, prefix: str) -> None:
-    _, _, y, s = _arrays(scored)
+    _, _, y, s = arrays(scored)
     fpr, tpr, precision, recall = _curves(y, s)
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(fpr, tpr, label=f"AUC = {metrics.roc_auc(y, s):.3f}")

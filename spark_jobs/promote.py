@@ -54,12 +54,13 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
     champion_metrics = evaluation.metrics_of(champion_scored) if champion else None
     interval = None
     if champion_scored is not None:
+        days, _, labels, challenger_probability = evaluation.arrays(challenger_scored)
         interval = metrics.paired_bootstrap(
             metrics.average_precision,
-            challenger_scored["tx_date"].astype(str).to_numpy(),
-            challenger_scored["tx_fraud"].to_numpy(),
-            challenger_scored["fraud_probability"].to_numpy(),
-            champion_scored["fraud_probability"].to_numpy(),
+            days,
+            labels,
+            challenger_probability,
+            evaluation.arrays(champion_scored)[3],
             n_resamples=resamples,
             seed=0,
         )
