@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     log.info("spark features of %d days", len(clean_days(big)))
     features_s, _ = timed(features.run, spark, big, clean_days(big))
 
-    log.info("spark floor: parse and write, then shuffle, sort and write each mart")
+    log.info("spark floor: parse and write, then shuffle, sort and write both marts")
     floor = spark_floor.run(spark, big, args.workdir / "floor")
     log.info("spark floor: %s", {k: round(v, 1) for k, v in floor.items()})
     floor_s = sum(floor.values())

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -325,6 +326,21 @@ def days_to_recompute(changed: list[str], available: list[str]) -> list[str]:
     return sorted(d for d in available if d in reach)
 
 
+def each_mart(build: Callable[[Mart], None]) -> None:
+    """Build both marts at once, each from its own driver thread.
+
+    A mart's stages end with fewer running tasks than cores: the last task of a stage, or a
+    stage that adaptive execution coalesced to fewer tasks than cores. Built one after the
+    other on 2 cores, the marts left one core idle for 5.7 to 8.6 s of the features job's
+    36.7 to 55.1 s (10 M rows, seven runs); built at once, Spark hands that core the other
+    mart's tasks (0.4 to 0.9 s left idle) for the same task CPU time. The marts share nothing
+    they write: each has its own folders and window sums.
+    """
+    with ThreadPoolExecutor(len(MARTS), thread_name_prefix="mart") as pool:
+        for _ in pool.map(build, MARTS):  # re-raises the first mart's failure
+            pass
+
+
 def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     available = clean_days(lake)
     days = days_to_recompute(changed, available)
@@ -342,9 +358,8 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     if daily:
         day = days[0]
         log.info("daily step for %s: edge days and stored window sums only", day)
-        for mart in MARTS:
-            write_days(daily_mart(spark, lake, mart, day, available), mart.path(lake), days,
-                       set(days))
+        each_mart(lambda mart: write_days(daily_mart(spark, lake, mart, day, available),
+                                          mart.path(lake), days, set(days)))
         return summary
     start, end = days[0], days[-1]
     log.info("computing features for %d day(s) %s..%s, reading clean from %s", len(days),
@@ -353,11 +368,13 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
         "transaction_id", "customer_id", "terminal_id", "tx_datetime", "tx_amount", "tx_fraud",
         PARTITION_COLUMN,
     )
-    for mart in MARTS:
+
+    def build(mart: Mart) -> None:
         write_days(full_mart(clean, mart), mart.path(lake), days, set(days))
         if end == available[-1]:  # the next daily step starts from these sums
             save_sums(lake, mart, full_day_sums(clean, mart, mart.sums_day(end)),
                       mart.sums_day(end), keep=[])
+    each_mart(build)
     return summary
 
 
