@@ -62,7 +62,6 @@ def run(spark: SparkSession, lake: Lake, workdir: Path) -> dict[str, float]:
     # streaming-metadata folder and log a stack trace when there is none).
     raw_paths = [entry.path for entry in rawfiles.arrived_files(lake, None)[0]]
     seconds = {"clean": timed(clean_floor, spark, raw_paths, clean_dir)[0]}
-    # Both marts at once, as the features job builds them, so the ratio compares work alone.
     seconds["marts"] = timed(each_mart, lambda mart: mart_floor(
         spark, clean_dir, mart, str(workdir / mart.name)))[0]
     return seconds

@@ -337,7 +337,7 @@ def each_mart(build: Callable[[Mart], None]) -> None:
     they write: each has its own folders and window sums.
     """
     with ThreadPoolExecutor(len(MARTS), thread_name_prefix="mart") as pool:
-        for _ in pool.map(build, MARTS):  # re-raises the first mart's failure
+        for _ in pool.map(build, MARTS):  # re-raises a failure once both have ended
             pass
 
 
