@@ -10,6 +10,7 @@ from mlflow.exceptions import MlflowException
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
+# The metric that ranks candidates in training and decides promotion (one definition for both).
 PRIMARY = "average_precision"
 
 

@@ -27,11 +27,10 @@ from spark_jobs import cli, evaluation, modeling, storage, tracking
 from spark_jobs.features import labeled_features
 from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.modeling import LABEL, Candidate
+from spark_jobs.registry import PRIMARY
 from spark_jobs.windows import Period, Split, prequential_folds, split_ending
 
 log = logging.getLogger("fraudops.train")
-
-PRIMARY = "average_precision"
 
 
 @dataclass(frozen=True)
