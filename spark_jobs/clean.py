@@ -68,11 +68,14 @@ _RANGES_SCHEMA = T.StructType([T.StructField("day", T.StringType()),
                                T.StructField("max_id", T.LongType())])
 
 TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+# Rises by one per line of a file read in one part (see days_that_may_repeat_ids).
+POSITION = "_position"
 _N_FIELDS = len(RAW_FIELDS)
 
 
 def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
-    """One row per data line: the line, its file's day, and any file-level reason.
+    """One row per data line: the line, its reading position, its file's day, and any
+    file-level reason.
 
     A raw file is named after its day, so the day stands for the file from here on.
     """
@@ -89,6 +92,7 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
         .select(
             F.when(value.endswith("\r"), F.expr("substring(value, 1, length(value) - 1)"))
             .otherwise(value).alias("line"),
+            F.monotonically_increasing_id().alias(POSITION),
             F.col("_metadata.file_name").alias("source_file"),
         )
         .join(F.broadcast(files_df), "source_file")
@@ -118,7 +122,7 @@ def parse(lines: DataFrame) -> DataFrame:
     """
     parts = F.split("line", ",", -1)
     text = lines.select(
-        "line", PARTITION_COLUMN, "day_start", "file_reason",
+        "line", POSITION, PARTITION_COLUMN, "day_start", "file_reason",
         F.size(parts).alias("_n_fields"),
         *[F.trim(F.get(parts, i)).alias(_text(name)) for i, (name, _) in enumerate(RAW_FIELDS)],
     )
@@ -150,7 +154,7 @@ def parse(lines: DataFrame) -> DataFrame:
               INVALID_LABEL)
     )
     return typed.select(
-        "line", PARTITION_COLUMN, *RAW_COLUMNS, reason.alias("reason"),
+        "line", POSITION, PARTITION_COLUMN, *RAW_COLUMNS, reason.alias("reason"),
     )
 
 
@@ -183,25 +187,71 @@ def days_holding_ids(
     return sorted(row.day for row in hits.collect())  # at most one row per clean day
 
 
-def contested_ids(parsed: DataFrame, existing_ids: DataFrame | None) -> DataFrame:
-    """Ids of valid rows that repeat within the batch or are already clean: a small set.
+def days_that_may_repeat_ids(parsed: DataFrame) -> list[dt.date]:
+    """Days of the batch whose valid ids may repeat an id of the batch; no other day's can.
+
+    Transaction ids are a running number in reading order. Where a day's valid ids less their
+    lines' reading positions are one constant, two of them differ as their positions do, so
+    none repeats (rows broken by a rule may sit between them; a gap in the ids, ids out of
+    order, or a file read in two parts fail the test). A day whose id range meets no other
+    day's range of the batch shares no id with them either. Only the other days need the exact
+    check, which sorts ids. The position is taken as the lines are read, before any rule, and
+    cached with them: a position computed after a filter counts only the rows that pass it.
+    """
+    offset = F.col("transaction_id") - F.col(POSITION)
+    spans = (
+        parsed.where(F.col("reason").isNull())
+        .select(PARTITION_COLUMN, "transaction_id", offset.alias("offset"))
+        .groupBy(PARTITION_COLUMN)
+        .agg(F.min("transaction_id").alias("low"), F.max("transaction_id").alias("high"),
+             (F.min("offset") == F.max("offset")).alias("rising"))
+        .collect()  # one row per day
+    )
+    suspect = {span[PARTITION_COLUMN] for span in spans if not span.rising}
+    # Days whose id ranges chain into one interval: each of them meets another one's range.
+    cluster, cluster_high = [], None
+    for span in sorted(spans, key=lambda span: span.low) + [None]:
+        if span is not None and cluster_high is not None and span.low <= cluster_high:
+            cluster.append(span[PARTITION_COLUMN])
+            cluster_high = max(cluster_high, span.high)
+            continue
+        if len(cluster) > 1:
+            suspect.update(cluster)
+        if span is not None:
+            cluster, cluster_high = [span[PARTITION_COLUMN]], span.high
+    return sorted(suspect)
+
+
+def contested_ids(
+    parsed: DataFrame, existing_ids: DataFrame | None, suspect_days: list[dt.date]
+) -> DataFrame | None:
+    """Ids of valid rows that repeat within the batch or are already clean: a small set, or
+    None where no id can be contested.
 
     ``already_clean`` says whether the id is in the clean table, where every valid row of it
-    is a duplicate; otherwise the batch keeps one of its rows.
+    is a duplicate; otherwise the batch keeps one of its rows. Repeats within the batch are
+    looked for on ``suspect_days`` only (see days_that_may_repeat_ids).
     """
-    ids = parsed.where(F.col("reason").isNull()).select("transaction_id")
-    # Counting each id's rows over a window (whose sort on one long key is Spark's radix sort)
-    # is cheaper than a hash aggregation, which builds two large maps (partial and final) when
-    # ids are mostly unique.
-    counts = ids.select(
-        "transaction_id", F.count("*").over(Window.partitionBy("transaction_id")).alias("rows"))
-    repeated = (counts.where(F.col("rows") > 1).distinct()
-                .select("transaction_id", F.lit(False).alias("already_clean")))
+    valid = parsed.where(F.col("reason").isNull())
+    contested = []
+    if suspect_days:
+        ids = valid.where(F.col(PARTITION_COLUMN).isin(suspect_days)).select("transaction_id")
+        # Counting each id's rows over a window (whose sort on one long key is Spark's radix
+        # sort) is cheaper than a hash aggregation, which builds two large maps (partial and
+        # final) when ids are mostly unique.
+        counts = ids.select(
+            "transaction_id",
+            F.count("*").over(Window.partitionBy("transaction_id")).alias("rows"))
+        contested.append(counts.where(F.col("rows") > 1).distinct()
+                         .select("transaction_id", F.lit(False).alias("already_clean")))
     if existing_ids is not None:
-        seen = existing_ids.join(ids, "transaction_id", "left_semi").select(
-            "transaction_id", F.lit(True).alias("already_clean"))
-        repeated = repeated.unionByName(seen)
-    return repeated.groupBy("transaction_id").agg(F.max("already_clean").alias("already_clean"))
+        contested.append(
+            existing_ids.join(valid.select("transaction_id"), "transaction_id", "left_semi")
+            .select("transaction_id", F.lit(True).alias("already_clean")))
+    if not contested:
+        return None
+    return (functools.reduce(DataFrame.unionByName, contested)
+            .groupBy("transaction_id").agg(F.max("already_clean").alias("already_clean")))
 
 
 def mark_duplicates(parsed: DataFrame, contested: DataFrame) -> DataFrame:
@@ -245,8 +295,14 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         log.info("checking incoming ids against clean days %s", cli.span(hit_days))
         existing = read_partitions(spark, lake.clean, hit_days, CLEAN_SCHEMA).select(
             "transaction_id")
-    contested = contested_ids(parsed, existing).persist()  # small; used by three passes
-    classified = mark_duplicates(parsed, contested)
+    suspect_days = days_that_may_repeat_ids(parsed)
+    if suspect_days:
+        log.info("checking ids of %d day(s) for repeats", len(suspect_days))
+    contested = contested_ids(parsed, existing, suspect_days)
+    classified = parsed
+    if contested is not None:
+        contested = contested.persist()  # small; used by three passes
+        classified = mark_duplicates(parsed, contested)
 
     file_of = {f.day: f.name for f in files}
     stats = (
@@ -279,7 +335,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN,
     )
     write_days(rejected, lake.quarantine, days, quarantine_days)
-    contested.unpersist()
+    if contested is not None:
+        contested.unpersist()
     parsed.unpersist()
 
     verify_accounting(spark, lake, files, per_file, days)

@@ -97,6 +97,43 @@ def test_duplicates_against_clean_history_and_within_batch(spark, lake):
     assert kept.loc[3, "tx_datetime"] == pd.Timestamp("2018-04-02 09:00:00", tz="UTC")
 
 
+def _at(day: str, hour: int) -> str:
+    return f"{day} {hour:02d}:00:00"
+
+
+D1, D2, D3 = "2018-04-01", "2018-04-02", "2018-04-03"
+
+
+@pytest.mark.parametrize("ids, suspects", [
+    ({D1: [1, "broken", 3], D2: [4, 5]}, []),  # running ids; a broken row may sit between
+    ({D1: [1, 2, 1]}, [D1]),                     # a repeat within the day
+    ({D1: [1, 3]}, [D1]),                        # a gap: not provably distinct, so checked
+    ({D1: [2, 1]}, [D1]),                        # out of reading order
+    ({D1: [1, 2], D2: [2, 3]}, [D1, D2]),        # the ranges meet
+    ({D1: [1, 2], D2: [10, 11], D3: [11, 12]}, [D2, D3]),
+    ({D1: [1, 2, 3, 4, 5, 6], D2: [3, 4], D3: [10, 11]}, [D1, D2]),  # inside D1's range
+])
+def test_only_days_whose_ids_may_repeat_get_the_exact_check(spark, lake, ids, suspects):
+    for day, day_ids in ids.items():
+        write_raw(lake, day, [x if isinstance(x, str) else row(x, _at(day, i + 1))
+                              for i, x in enumerate(day_ids)])
+    pending, _ = rawfiles.plan(lake, None)
+    parsed = clean.parse(clean.read_lines(spark, pending.to_process))
+    got = clean.days_that_may_repeat_ids(parsed)
+    assert [day.isoformat() for day in got] == suspects
+
+
+def test_an_id_repeated_across_days_of_one_batch_is_quarantined_once(spark, lake):
+    write_raw(lake, D1, [row(1, _at(D1, 9)), row(2, _at(D1, 10))])
+    write_raw(lake, D2, [row(2, _at(D2, 9)), row(3, _at(D2, 10))])  # each day's ids run on
+    summary = clean.run(lake, None, "r1", spark)
+
+    assert summary["quarantined_by_reason"] == {clean.DUPLICATE_ID: 1}
+    quarantine = read(lake, "quarantine")
+    assert list(quarantine["line"]) == [row(2, _at(D2, 9))]  # the earlier day keeps the id
+    assert sorted(read(lake, "clean")["transaction_id"]) == [1, 2, 3]
+
+
 def test_rerun_is_idempotent_and_new_day_processes_only_its_file(spark, lake):
     write_raw(lake, "2018-04-01", [row(1, "2018-04-01 10:00:00"), "garbage"])
     write_raw(lake, "2018-04-02", [row(2, "2018-04-02 10:00:00")])
