@@ -190,35 +190,38 @@ def days_holding_ids(
 def days_that_may_repeat_ids(parsed: DataFrame) -> list[dt.date]:
     """Days of the batch whose valid ids may repeat an id of the batch; no other day's can.
 
-    Transaction ids are a running number in reading order. Where a day's valid ids less their
+    Transaction ids are a running number in reading order. A file is read in one part or
+    more (a one-file batch is split across the cores). Where a part's valid ids less their
     lines' reading positions are one constant, two of them differ as their positions do, so
-    none repeats (rows broken by a rule may sit between them; a gap in the ids, ids out of
-    order, or a file read in two parts fail the test). A day whose id range meets no other
-    day's range of the batch shares no id with them either. Only the other days need the exact
-    check, which sorts ids. The position is taken as the lines are read, before any rule, and
-    cached with them: a position computed after a filter counts only the rows that pass it.
+    none repeats (rows broken by a rule may sit between them; a gap in the ids or ids out of
+    order fail the test). A part whose id range meets no other part's range shares no id with
+    them either. Only the days of the other parts need the exact check, which sorts ids. The
+    position is taken as the lines are read, before any rule, and cached with them: Spark
+    numbers only the rows that pass a filter placed before it.
     """
     offset = F.col("transaction_id") - F.col(POSITION)
-    spans = (
+    parts = (
         parsed.where(F.col("reason").isNull())
-        .select(PARTITION_COLUMN, "transaction_id", offset.alias("offset"))
-        .groupBy(PARTITION_COLUMN)
+        .select(PARTITION_COLUMN, "transaction_id", offset.alias("offset"),
+                # monotonically_increasing_id keeps the Spark partition in its upper 31 bits
+                F.shiftright(POSITION, 33).alias("part"))
+        .groupBy(PARTITION_COLUMN, "part")
         .agg(F.min("transaction_id").alias("low"), F.max("transaction_id").alias("high"),
              (F.min("offset") == F.max("offset")).alias("rising"))
-        .collect()  # one row per day
+        .collect()  # one row per part of a file
     )
-    suspect = {span[PARTITION_COLUMN] for span in spans if not span.rising}
-    # Days whose id ranges chain into one interval: each of them meets another one's range.
+    suspect = {part[PARTITION_COLUMN] for part in parts if not part.rising}
+    # Parts whose id ranges chain into one interval: each of them meets another one's range.
     cluster, cluster_high = [], None
-    for span in sorted(spans, key=lambda span: span.low) + [None]:
-        if span is not None and cluster_high is not None and span.low <= cluster_high:
-            cluster.append(span[PARTITION_COLUMN])
-            cluster_high = max(cluster_high, span.high)
+    for part in sorted(parts, key=lambda part: part.low) + [None]:
+        if part is not None and cluster_high is not None and part.low <= cluster_high:
+            cluster.append(part[PARTITION_COLUMN])
+            cluster_high = max(cluster_high, part.high)
             continue
         if len(cluster) > 1:
             suspect.update(cluster)
-        if span is not None:
-            cluster, cluster_high = [span[PARTITION_COLUMN]], span.high
+        if part is not None:
+            cluster, cluster_high = [part[PARTITION_COLUMN]], part.high
     return sorted(suspect)
 
 
@@ -258,9 +261,9 @@ def mark_duplicates(parsed: DataFrame, contested: DataFrame) -> DataFrame:
     """Quarantine a valid row whose id is already clean, or that repeats an earlier row's id.
 
     Only the rows of contested ids are shuffled and ranked; the rest keep their reading order
-    (a raw file is read whole by one task, so each day gets one clean file). Among rows of the
-    batch sharing an id, the one from the earliest file (then the earliest time, then the line
-    text) is kept, so the choice does not depend on how Spark splits work.
+    (a day is written by the tasks that read its file: one, unless the file was split). Among
+    rows of the batch sharing an id, the one from the earliest file (then the earliest time,
+    then the line text) is kept, so the choice does not depend on how Spark splits work.
     """
     marked = parsed.join(F.broadcast(contested), "transaction_id", "left")
     disputed = F.col("already_clean").isNotNull()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyspark.sql import functions as F
 
 from spark_jobs import clean, rawfiles, storage
 from spark_jobs.lake import Lake
@@ -121,6 +122,20 @@ def test_only_days_whose_ids_may_repeat_get_the_exact_check(spark, lake, ids, su
     parsed = clean.parse(clean.read_lines(spark, pending.to_process))
     got = clean.days_that_may_repeat_ids(parsed)
     assert [day.isoformat() for day in got] == suspects
+
+
+def test_a_file_read_in_parts_needs_no_check_when_its_ids_run_on(spark, lake):
+    write_raw(lake, D1, [row(i, _at(D1, i)) for i in range(1, 20)])
+    write_raw(lake, D2, [row(20, _at(D2, 1)), row(20, _at(D2, 2))])
+    pending, _ = rawfiles.plan(lake, None)
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "256")
+    try:
+        parsed = clean.parse(clean.read_lines(spark, pending.to_process))
+        parts = parsed.where(F.col("tx_date") == D1).select(F.spark_partition_id()).distinct()
+        assert parts.count() > 1  # the day really is read in parts
+        assert [day.isoformat() for day in clean.days_that_may_repeat_ids(parsed)] == [D2]
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
 
 
 def test_an_id_repeated_across_days_of_one_batch_is_quarantined_once(spark, lake):
