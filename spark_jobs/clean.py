@@ -12,6 +12,7 @@ only then records the files in the manifest.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime as dt
 import functools
@@ -19,6 +20,7 @@ import json
 import logging
 import operator
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -63,13 +65,15 @@ FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
 _FILES_SCHEMA = T.StructType([
     T.StructField("source_file", T.StringType()), T.StructField(PARTITION_COLUMN, T.DateType()),
     T.StructField("day_start", T.LongType()), T.StructField("file_reason", T.StringType())])
-_RANGES_SCHEMA = T.StructType([T.StructField("day", T.StringType()),
-                               T.StructField("min_id", T.LongType()),
-                               T.StructField("max_id", T.LongType())])
+_LISTED_SCHEMA = T.StructType([T.StructField("transaction_id", T.LongType()),
+                               T.StructField("listed", T.BooleanType())])
 
 TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-# Rises by one per line of a file read in one part (see days_that_may_repeat_ids).
+# Rises by one per line of a file read in one part (see id_spans).
 POSITION = "_position"
+SPAN_ID_BITS = 14  # a span holds ids of one block of 2**14: two copies far apart are two spans
+MAX_SPANS_PER_PART = 1_000  # more, and a part's ids are out of order: its day is checked whole
+MAX_LISTED_IDS = 100_000  # ids that may repeat, checked one by one wherever they are
 _N_FIELDS = len(RAW_FIELDS)
 
 
@@ -162,83 +166,151 @@ def _text(name: str) -> str:
     return f"_{name}_text"
 
 
-def days_holding_ids(
-    spark: SparkSession, parsed: DataFrame, day_stats: dict[str, dict], replaced: set[str]
-) -> list[str]:
-    """Clean days (other than those being replaced) whose id range holds any incoming id.
+@dataclass(frozen=True)
+class IdSpans:
+    """Where the batch's valid ids lie, from one aggregation (see id_spans)."""
 
-    Transaction ids grow with time, so a new day's ids fall in no old day's range and nothing
-    old is read; a duplicate of an old transaction points at exactly the day to read.
-    """
-    ranges = [(d, s["min_id"], s["max_id"]) for d, s in day_stats.items() if d not in replaced]
-    if not ranges:
-        return []
-    ranges_df = local_frame(spark, ranges, _RANGES_SCHEMA)
-    hits = (
-        parsed.where(F.col("reason").isNull())
-        .select("transaction_id")
-        .join(
-            F.broadcast(ranges_df),
-            F.col("transaction_id").between(F.col("min_id"), F.col("max_id")),
-        )
-        .select("day")
-        .distinct()
-    )
-    return sorted(row.day for row in hits.collect())  # at most one row per clean day
+    spans: list[tuple[dt.date, int, int]]  # (day, lowest id, highest id)
+    scattered_days: set[dt.date]  # days with a part whose ids may repeat within one span
 
 
-def days_that_may_repeat_ids(parsed: DataFrame) -> list[dt.date]:
-    """Days of the batch whose valid ids may repeat an id of the batch; no other day's can.
+def id_spans(parsed: DataFrame, max_spans_per_part: int = MAX_SPANS_PER_PART,
+             block_bits: int = SPAN_ID_BITS) -> IdSpans:
+    """The id spans of the batch: no two valid rows of one span share an id.
 
-    Transaction ids are a running number in reading order. A file is read in one part or
-    more (a one-file batch is split across the cores). Where a part's valid ids less their
-    lines' reading positions are one constant, two of them differ as their positions do, so
-    none repeats (rows broken by a rule may sit between them; a gap in the ids or ids out of
-    order fail the test). A part whose id range meets no other part's range shares no id with
-    them either. Only the days of the other parts need the exact check, which sorts ids. The
-    position is taken as the lines are read, before any rule, and cached with them: Spark
+    Transaction ids are a running number in reading order. A file is read in one part or more
+    (a one-file batch is split across the cores). The valid rows of a part whose ids less
+    their lines' reading positions are one constant (the offset) differ as their positions do,
+    so no two are equal; rows broken by a rule may sit between them. A line inserted into a
+    file (a repeated transaction) shifts the offset of the lines after it, so a part is a few
+    spans, one per offset, whose ranges meet only around the insertions. A span is also cut at
+    every 2**block_bits ids: late copies of an earlier day's transactions, inserted in time
+    order, often share an offset, and would otherwise stand as one wide span over that day's
+    ids (measured: four such on the demo-defect lake). A part of more than
+    ``max_spans_per_part`` spans (ids out of order) stands as one span, and its day is
+    scattered: only the exact check can tell its repeats.
+
+    The position is taken as the lines are read, before any rule, and cached with them: Spark
     numbers only the rows that pass a filter placed before it.
     """
-    offset = F.col("transaction_id") - F.col(POSITION)
-    parts = (
+    spans = (
         parsed.where(F.col("reason").isNull())
-        .select(PARTITION_COLUMN, "transaction_id", offset.alias("offset"),
+        .select(PARTITION_COLUMN, "transaction_id",
                 # monotonically_increasing_id keeps the Spark partition in its upper 31 bits
-                F.shiftright(POSITION, 33).alias("part"))
-        .groupBy(PARTITION_COLUMN, "part")
-        .agg(F.min("transaction_id").alias("low"), F.max("transaction_id").alias("high"),
-             (F.min("offset") == F.max("offset")).alias("rising"))
-        .collect()  # one row per part of a file
+                F.shiftright(POSITION, 33).alias("part"),
+                (F.col("transaction_id") - F.col(POSITION)).alias("offset"))
+        .groupBy(PARTITION_COLUMN, "part", "offset",
+                 F.shiftright("transaction_id", block_bits).alias("block"))
+        .agg(F.min("transaction_id").alias("low"), F.max("transaction_id").alias("high"))
     )
-    suspect = {part[PARTITION_COLUMN] for part in parts if not part.rising}
-    # Parts whose id ranges chain into one interval: each of them meets another one's range.
-    cluster, cluster_high = [], None
-    for part in sorted(parts, key=lambda part: part.low) + [None]:
-        if part is not None and cluster_high is not None and part.low <= cluster_high:
-            cluster.append(part[PARTITION_COLUMN])
-            cluster_high = max(cluster_high, part.high)
-            continue
-        if len(cluster) > 1:
-            suspect.update(cluster)
-        if part is not None:
-            cluster, cluster_high = [part[PARTITION_COLUMN]], part.high
-    return sorted(suspect)
+    parts = (
+        spans.groupBy(PARTITION_COLUMN, "part")
+        .agg(F.count("*").alias("n_spans"), F.min("low").alias("low"),
+             F.max("high").alias("high"), F.collect_list(F.struct("low", "high")).alias("spans"))
+        .select(PARTITION_COLUMN, "low", "high",
+                F.when(F.col("n_spans") <= max_spans_per_part, F.col("spans")).alias("spans"))
+        .collect()  # one row per part of a file, with its spans where they are few
+    )
+    result = IdSpans([], set())
+    for part in parts:
+        day = part[PARTITION_COLUMN]
+        if part.spans is None:
+            result.scattered_days.add(day)
+            result.spans.append((day, part.low, part.high))
+        else:
+            result.spans.extend((day, span.low, span.high) for span in part.spans)
+    return result
+
+
+def shared_ranges(spans: list[tuple[dt.date, int, int]]) -> list[tuple[int, int, set[dt.date]]]:
+    """Id ranges [low, high] inside two spans or more, each with the days of those spans."""
+    # An end is placed after its span's last id; at one id, ends come before starts.
+    events = sorted([(low, 1, i) for i, (_, low, _) in enumerate(spans)]
+                    + [(high + 1, 0, i) for i, (_, _, high) in enumerate(spans)])
+    open_spans: dict[int, dt.date] = {}
+    shared: list[tuple[int, int, set[dt.date]]] = []
+    previous = None
+    for at, starts, i in events:
+        if previous is not None and at > previous and len(open_spans) > 1:
+            days = set(open_spans.values())
+            if shared and shared[-1][1] == previous - 1:  # continues the range before it
+                low, _, before = shared.pop()
+                shared.append((low, at - 1, before | days))
+            else:
+                shared.append((previous, at - 1, days))
+        if starts:
+            open_spans[i] = spans[i][0]
+        else:
+            del open_spans[i]
+        previous = at
+    return shared
+
+
+@dataclass(frozen=True)
+class RepeatCheck:
+    """What the exact check for ids repeated within the batch has to look at."""
+
+    suspect_days: list[dt.date]  # every valid id of these days
+    listed_ids: list[int]  # and these ids, wherever they are
+
+
+def repeat_check(ids: IdSpans, max_listed_ids: int = MAX_LISTED_IDS) -> RepeatCheck:
+    """Only an id inside two spans or more, or of a scattered day, can repeat.
+
+    Those ids are listed, the narrowest shared ranges first, up to ``max_listed_ids``; the days
+    of the spans that share a wider range are checked whole.
+    """
+    suspect, listed = set(ids.scattered_days), []
+    for low, high, days in sorted(shared_ranges(ids.spans), key=lambda r: r[1] - r[0]):
+        if high - low + 1 <= max_listed_ids - len(listed):
+            listed.extend(range(low, high + 1))
+        else:
+            suspect |= days
+    return RepeatCheck(sorted(suspect), sorted(listed))
+
+
+def clean_days_meeting(ids: IdSpans, day_stats: dict[str, dict], replaced: set[str]) -> list[str]:
+    """Clean days (other than those being replaced) whose id range meets a span of the batch.
+
+    Transaction ids grow with time, so a new day's ids fall in no old day's range and nothing
+    old is read; a late copy of an old transaction is a span of its own that points at the day
+    to read.
+    """
+    merged: list[list[int]] = []  # the spans' union: disjoint ranges in ascending order
+    for _, low, high in sorted(ids.spans, key=lambda span: span[1]):
+        if merged and low <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], high)
+        else:
+            merged.append([low, high])
+    lows = [low for low, _ in merged]
+
+    def meets(stats: dict) -> bool:
+        i = bisect.bisect_right(lows, stats["max_id"]) - 1  # the last range starting in time
+        return i >= 0 and merged[i][1] >= stats["min_id"]
+    return sorted(day for day, stats in day_stats.items()
+                  if day not in replaced and meets(stats))
 
 
 def contested_ids(
-    parsed: DataFrame, existing_ids: DataFrame | None, suspect_days: list[dt.date]
+    spark: SparkSession, parsed: DataFrame, existing_ids: DataFrame | None, check: RepeatCheck
 ) -> DataFrame | None:
     """Ids of valid rows that repeat within the batch or are already clean: a small set, or
     None where no id can be contested.
 
     ``already_clean`` says whether the id is in the clean table, where every valid row of it
     is a duplicate; otherwise the batch keeps one of its rows. Repeats within the batch are
-    looked for on ``suspect_days`` only (see days_that_may_repeat_ids).
+    looked for where ``check`` says they can be.
     """
-    valid = parsed.where(F.col("reason").isNull())
-    contested = []
-    if suspect_days:
-        ids = valid.where(F.col(PARTITION_COLUMN).isin(suspect_days)).select("transaction_id")
+    valid = parsed.where(F.col("reason").isNull()).select(PARTITION_COLUMN, "transaction_id")
+    contested, checked, rows = [], [], valid
+    if check.suspect_days:
+        checked.append(F.col(PARTITION_COLUMN).isin(check.suspect_days))
+    if check.listed_ids:
+        listed = local_frame(spark, [(i, True) for i in check.listed_ids], _LISTED_SCHEMA)
+        rows = valid.join(F.broadcast(listed), "transaction_id", "left")
+        checked.append(F.col("listed").isNotNull())
+    if checked:
+        ids = rows.where(_any(checked)).select("transaction_id")
         # Counting each id's rows over a window (whose sort on one long key is Spark's radix
         # sort) is cheaper than a hash aggregation, which builds two large maps (partial and
         # final) when ids are mostly unique.
@@ -257,26 +329,37 @@ def contested_ids(
             .groupBy("transaction_id").agg(F.max("already_clean").alias("already_clean")))
 
 
-def mark_duplicates(parsed: DataFrame, contested: DataFrame) -> DataFrame:
-    """Quarantine a valid row whose id is already clean, or that repeats an earlier row's id.
+def duplicate_rows(parsed: DataFrame, contested: DataFrame | None) -> DataFrame | None:
+    """Reading positions of the valid rows to quarantine as duplicates: a small set.
 
-    Only the rows of contested ids are shuffled and ranked; the rest keep their reading order
-    (a day is written by the tasks that read its file: one, unless the file was split). Among
-    rows of the batch sharing an id, the one from the earliest file (then the earliest time,
-    then the line text) is kept, so the choice does not depend on how Spark splits work.
+    A valid row is a duplicate if its id is already clean, or if it repeats an earlier row's
+    id. Among rows of the batch sharing an id, the one from the earliest file (then the
+    earliest time, then the line text) is kept, so the choice does not depend on how Spark
+    splits work. Only the rows of contested ids are shuffled and ranked.
     """
-    marked = parsed.join(F.broadcast(contested), "transaction_id", "left")
-    disputed = F.col("already_clean").isNotNull()
-    order = Window.partitionBy("transaction_id").orderBy(
-        F.col("reason").isNotNull(), PARTITION_COLUMN, "tx_datetime", "line"
-    )
-    duplicate = F.col("reason").isNull() & (F.col("already_clean")
-                                             | (F.row_number().over(order) > 1))
-    ranked = (marked.where(disputed)
-              .withColumn("reason", F.when(duplicate, F.lit(DUPLICATE_ID))
-                          .otherwise(F.col("reason")))
-              .coalesce(1))  # few rows: one extra small file per touched day, not one per task
-    return marked.where(~disputed).unionByName(ranked).drop("already_clean")
+    if contested is None:
+        return None
+    order = Window.partitionBy("transaction_id").orderBy(PARTITION_COLUMN, "tx_datetime", "line")
+    rows = (parsed.where(F.col("reason").isNull())
+            .join(F.broadcast(contested), "transaction_id")
+            .select(POSITION, "already_clean", F.row_number().over(order).alias("rank")))
+    return rows.where(F.col("already_clean") | (F.col("rank") > 1)).select(POSITION)
+
+
+def mark_duplicates(parsed: DataFrame, duplicates: DataFrame | None) -> DataFrame:
+    """The batch with the rows at ``duplicates``' positions quarantined as duplicates.
+
+    One lookup per row in a broadcast set: the rows keep their reading order, and each pass
+    over the batch reads it once.
+    """
+    if duplicates is None:
+        return parsed
+    flagged = parsed.join(
+        F.broadcast(duplicates.select(POSITION, F.lit(True).alias("_duplicate"))),
+        POSITION, "left")
+    return flagged.withColumn(
+        "reason", F.when(F.col("_duplicate"), F.lit(DUPLICATE_ID)).otherwise(F.col("reason"))
+    ).drop("_duplicate")
 
 
 def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Counter:
@@ -292,20 +375,21 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     days = sorted({f.day for f in files})
     parsed = parse(read_lines(spark, files)).persist()
 
-    hit_days = days_holding_ids(spark, parsed, day_stats, replaced=set(days))
+    ids = id_spans(parsed)
+    hit_days = clean_days_meeting(ids, day_stats, replaced=set(days))
     existing = None
     if hit_days:
         log.info("checking incoming ids against clean days %s", cli.span(hit_days))
         existing = read_partitions(spark, lake.clean, hit_days, CLEAN_SCHEMA).select(
             "transaction_id")
-    suspect_days = days_that_may_repeat_ids(parsed)
-    if suspect_days:
-        log.info("checking ids of %d day(s) for repeats", len(suspect_days))
-    contested = contested_ids(parsed, existing, suspect_days)
-    classified = parsed
-    if contested is not None:
-        contested = contested.persist()  # small; used by three passes
-        classified = mark_duplicates(parsed, contested)
+    check = repeat_check(ids)
+    if check.suspect_days or check.listed_ids:
+        log.info("checking for repeats: every id of %d day(s), %d id(s) that two spans share",
+                 len(check.suspect_days), len(check.listed_ids))
+    duplicates = duplicate_rows(parsed, contested_ids(spark, parsed, existing, check))
+    if duplicates is not None:
+        duplicates = duplicates.persist()  # small; used by three passes
+    classified = mark_duplicates(parsed, duplicates)
 
     file_of = {f.day: f.name for f in files}
     stats = (
@@ -338,8 +422,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN,
     )
     write_days(rejected, lake.quarantine, days, quarantine_days)
-    if contested is not None:
-        contested.unpersist()
+    if duplicates is not None:
+        duplicates.unpersist()
     parsed.unpersist()
 
     verify_accounting(spark, lake, files, per_file, days)

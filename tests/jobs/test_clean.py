@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import os
 
 import pandas as pd
@@ -105,37 +107,104 @@ def _at(day: str, hour: int) -> str:
 D1, D2, D3 = "2018-04-01", "2018-04-02", "2018-04-03"
 
 
-@pytest.mark.parametrize("ids, suspects", [
-    ({D1: [1, "broken", 3], D2: [4, 5]}, []),  # running ids; a broken row may sit between
-    ({D1: [1, 2, 1]}, [D1]),                     # a repeat within the day
-    ({D1: [1, 3]}, [D1]),                        # a gap: not provably distinct, so checked
-    ({D1: [2, 1]}, [D1]),                        # out of reading order
-    ({D1: [1, 2], D2: [2, 3]}, [D1, D2]),        # the ranges meet
-    ({D1: [1, 2], D2: [10, 11], D3: [11, 12]}, [D2, D3]),
-    ({D1: [1, 2, 3, 4, 5, 6], D2: [3, 4], D3: [10, 11]}, [D1, D2]),  # inside D1's range
-])
-def test_only_days_whose_ids_may_repeat_get_the_exact_check(spark, lake, ids, suspects):
+def _write_ids(lake: Lake, ids: dict[str, list]) -> None:
+    """One file per day: a valid row per id, in order, and a broken line where a str is."""
     for day, day_ids in ids.items():
-        write_raw(lake, day, [x if isinstance(x, str) else row(x, _at(day, i + 1))
+        write_raw(lake, day, [x if isinstance(x, str) else row(x, _at(day, i % 24))
                               for i, x in enumerate(day_ids)])
+
+
+def _parsed(spark, lake: Lake):
     pending, _ = rawfiles.plan(lake, None)
-    parsed = clean.parse(clean.read_lines(spark, pending.to_process))
-    got = clean.days_that_may_repeat_ids(parsed)
-    assert [day.isoformat() for day in got] == suspects
+    return clean.parse(clean.read_lines(spark, pending.to_process))
+
+
+@pytest.mark.parametrize("ids, suspects, listed", [
+    ({D1: [1, "broken", 3], D2: [4, 5]}, [], []),  # running ids; broken rows between
+    ({D1: [1, 2, 2, 3]}, [], [2]),                 # a copy inserted after its line
+    ({D1: [1, 2, 1]}, [], [1]),                    # a repeat within the day
+    ({D1: [1, 3], D2: [5, 4]}, [], []),            # a gap, ids out of order: none shared
+    ({D1: [1, 2], D2: [2, 3]}, [], [2]),           # the days' ranges meet
+    ({D1: [1, 2, 3, 4, 5, 6], D2: [3, 4], D3: [10, 11]}, [], [3, 4]),  # inside D1's range
+])
+def test_only_ids_that_may_repeat_get_the_exact_check(spark, lake, ids, suspects, listed):
+    _write_ids(lake, ids)
+    check = clean.repeat_check(clean.id_spans(_parsed(spark, lake)))
+    assert [day.isoformat() for day in check.suspect_days] == suspects
+    assert check.listed_ids == listed
+
+
+# Late copies of D1's ids 1 and 4 in D2 share an offset (id less position): one span [1, 4].
+LATE_COPIES = {D1: [1, 2, 3, 4, 5, 6], D2: [10, 1, 11, 12, 4, 13]}
+
+
+@pytest.mark.parametrize("ids, limits, suspects, listed", [
+    ({D1: [1, 2, 3, 4, 5, 6], D2: [3, 4]}, {"max_listed": 1}, [D1, D2], []),  # too many
+    ({D1: [1, 2, 3, 4, 5, 6], D2: [3, 4, 9, 9]}, {"max_listed": 2}, [D1, D2], [9]),  # narrow first
+    ({D1: [1, 2, 2, 3], D2: [4, 5]}, {"max_spans": 1}, [D1], []),  # scattered: checked whole
+    ({D1: [1, 2, 2, 3], D2: [2]}, {"max_spans": 1}, [D1], [2]),
+    (LATE_COPIES, {}, [], [1, 2, 3, 4]),
+    (LATE_COPIES, {"block_bits": 1}, [], [1, 4]),  # blocks of two ids cut the span
+])
+def test_limits_and_id_blocks_decide_what_is_checked(spark, lake, ids, limits, suspects,
+                                                       listed):
+    _write_ids(lake, ids)
+    spans = clean.id_spans(_parsed(spark, lake), limits.get("max_spans", 1000),
+                           limits.get("block_bits", clean.SPAN_ID_BITS))
+    check = clean.repeat_check(spans, limits.get("max_listed", 1000))
+    assert [day.isoformat() for day in check.suspect_days] == suspects
+    assert check.listed_ids == listed
 
 
 def test_a_file_read_in_parts_needs_no_check_when_its_ids_run_on(spark, lake):
     write_raw(lake, D1, [row(i, _at(D1, i)) for i in range(1, 20)])
     write_raw(lake, D2, [row(20, _at(D2, 1)), row(20, _at(D2, 2))])
-    pending, _ = rawfiles.plan(lake, None)
     spark.conf.set("spark.sql.files.maxPartitionBytes", "256")
     try:
-        parsed = clean.parse(clean.read_lines(spark, pending.to_process))
+        parsed = _parsed(spark, lake)
         parts = parsed.where(F.col("tx_date") == D1).select(F.spark_partition_id()).distinct()
         assert parts.count() > 1  # the day really is read in parts
-        assert [day.isoformat() for day in clean.days_that_may_repeat_ids(parsed)] == [D2]
+        check = clean.repeat_check(clean.id_spans(parsed))
+        assert (check.suspect_days, check.listed_ids) == ([], [20])
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
+
+
+@pytest.mark.parametrize("batch, replaced, hits", [
+    ([(D3, 20, 30)], set(), []),                    # a new day: nothing old is read
+    ([(D3, 20, 30), (D3, 12, 12)], set(), [D2]),    # a late copy of a D2 transaction
+    ([(D3, 5, 30)], set(), [D1, D2]),
+    ([(D3, 9, 9), (D3, 30, 31)], set(), [D1]),      # the last id of D1's range
+    ([(D2, 10, 19)], {D2}, []),                     # D2 is being replaced
+])
+def test_only_clean_days_whose_ranges_meet_a_span_are_read(batch, replaced, hits):
+    spans = clean.IdSpans([(dt.date.fromisoformat(d), low, high) for d, low, high in batch],
+                          set())
+    day_stats = {D1: {"min_id": 1, "max_id": 9}, D2: {"min_id": 10, "max_id": 19}}
+    assert clean.clean_days_meeting(spans, day_stats, replaced) == hits
+
+
+_day_ids = st.lists(st.one_of(st.integers(1, 40), st.just("broken")), max_size=25)
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(ids=st.fixed_dictionaries({D1: _day_ids, D2: _day_ids}),
+       start=st.integers(1, 30), max_spans=st.integers(1, 4), max_listed=st.integers(0, 6))
+def test_contested_ids_are_exactly_the_repeated_ones(spark, tmp_path_factory, ids, start,
+                                                     max_spans, max_listed):
+    ids[D2] = list(range(start, start + 20)) + ids[D2]  # a long run, then anything
+    lake = Lake(str(tmp_path_factory.mktemp("lake")))
+    _write_ids(lake, ids)
+    parsed = _parsed(spark, lake)
+    check = clean.repeat_check(clean.id_spans(parsed, max_spans), max_listed)
+    contested = clean.contested_ids(spark, parsed, None, check)
+
+    counts = collections.Counter(x for day_ids in ids.values() for x in day_ids
+                                 if not isinstance(x, str))
+    repeated = sorted(x for x, n in counts.items() if n > 1)
+    got = [] if contested is None else sorted(r.transaction_id for r in contested.collect())
+    assert got == repeated
 
 
 def test_an_id_repeated_across_days_of_one_batch_is_quarantined_once(spark, lake):
