@@ -211,15 +211,15 @@ def id_spans(parsed: DataFrame, max_spans_per_part: int = MAX_SPANS_PER_PART,
                 F.when(F.col("n_spans") <= max_spans_per_part, F.col("spans")).alias("spans"))
         .collect()  # one row per part of a file, with its spans where they are few
     )
-    result = IdSpans([], set())
+    spans_of_batch, scattered = [], set()
     for part in parts:
         day = part[PARTITION_COLUMN]
         if part.spans is None:
-            result.scattered_days.add(day)
-            result.spans.append((day, part.low, part.high))
+            scattered.add(day)
+            spans_of_batch.append((day, part.low, part.high))
         else:
-            result.spans.extend((day, span.low, span.high) for span in part.spans)
-    return result
+            spans_of_batch.extend((day, span.low, span.high) for span in part.spans)
+    return IdSpans(spans_of_batch, scattered)
 
 
 def shared_ranges(spans: list[tuple[dt.date, int, int]]) -> list[tuple[int, int, set[dt.date]]]:
@@ -291,18 +291,21 @@ def clean_days_meeting(ids: IdSpans, day_stats: dict[str, dict], replaced: set[s
                   if day not in replaced and meets(stats))
 
 
-def contested_ids(
+def duplicate_rows(
     spark: SparkSession, parsed: DataFrame, existing_ids: DataFrame | None, check: RepeatCheck
 ) -> DataFrame | None:
-    """Ids of valid rows that repeat within the batch or are already clean: a small set, or
-    None where no id can be contested.
+    """Reading positions of the valid rows to quarantine as duplicates: a small set, or None
+    where no row can be one.
 
-    ``already_clean`` says whether the id is in the clean table, where every valid row of it
-    is a duplicate; otherwise the batch keeps one of its rows. Repeats within the batch are
-    looked for where ``check`` says they can be.
+    A valid row is a duplicate if its id is already clean, or if it repeats the id of an
+    earlier row of the batch: among rows sharing an id, the one from the earliest file (then
+    the earliest time, then the line text) is kept, so the choice does not depend on how Spark
+    splits work. Repeats are looked for where ``check`` says they can be; every row of an id
+    that may repeat is there (see repeat_check), so ranking those rows alone finds them all.
     """
-    valid = parsed.where(F.col("reason").isNull()).select(PARTITION_COLUMN, "transaction_id")
-    contested, checked, rows = [], [], valid
+    valid = parsed.where(F.col("reason").isNull()).select(
+        POSITION, PARTITION_COLUMN, "transaction_id", "tx_datetime", "line")
+    found, checked, rows = [], [], valid
     if check.suspect_days:
         checked.append(F.col(PARTITION_COLUMN).isin(check.suspect_days))
     if check.listed_ids:
@@ -310,40 +313,16 @@ def contested_ids(
         rows = valid.join(F.broadcast(listed), "transaction_id", "left")
         checked.append(F.col("listed").isNotNull())
     if checked:
-        ids = rows.where(_any(checked)).select("transaction_id")
-        # Counting each id's rows over a window (whose sort on one long key is Spark's radix
-        # sort) is cheaper than a hash aggregation, which builds two large maps (partial and
-        # final) when ids are mostly unique.
-        counts = ids.select(
-            "transaction_id",
-            F.count("*").over(Window.partitionBy("transaction_id")).alias("rows"))
-        contested.append(counts.where(F.col("rows") > 1).distinct()
-                         .select("transaction_id", F.lit(False).alias("already_clean")))
+        order = Window.partitionBy("transaction_id").orderBy(
+            PARTITION_COLUMN, "tx_datetime", "line")
+        ranked = rows.where(_any(checked)).select(POSITION,
+                                                  F.row_number().over(order).alias("rank"))
+        found.append(ranked.where(F.col("rank") > 1).select(POSITION))
     if existing_ids is not None:
-        contested.append(
-            existing_ids.join(valid.select("transaction_id"), "transaction_id", "left_semi")
-            .select("transaction_id", F.lit(True).alias("already_clean")))
-    if not contested:
+        found.append(valid.join(existing_ids, "transaction_id", "left_semi").select(POSITION))
+    if not found:
         return None
-    return (functools.reduce(DataFrame.unionByName, contested)
-            .groupBy("transaction_id").agg(F.max("already_clean").alias("already_clean")))
-
-
-def duplicate_rows(parsed: DataFrame, contested: DataFrame | None) -> DataFrame | None:
-    """Reading positions of the valid rows to quarantine as duplicates: a small set.
-
-    A valid row is a duplicate if its id is already clean, or if it repeats an earlier row's
-    id. Among rows of the batch sharing an id, the one from the earliest file (then the
-    earliest time, then the line text) is kept, so the choice does not depend on how Spark
-    splits work. Only the rows of contested ids are shuffled and ranked.
-    """
-    if contested is None:
-        return None
-    order = Window.partitionBy("transaction_id").orderBy(PARTITION_COLUMN, "tx_datetime", "line")
-    rows = (parsed.where(F.col("reason").isNull())
-            .join(F.broadcast(contested), "transaction_id")
-            .select(POSITION, "already_clean", F.row_number().over(order).alias("rank")))
-    return rows.where(F.col("already_clean") | (F.col("rank") > 1)).select(POSITION)
+    return functools.reduce(DataFrame.unionByName, found).distinct()  # a row may be in both
 
 
 def mark_duplicates(parsed: DataFrame, duplicates: DataFrame | None) -> DataFrame:
@@ -386,7 +365,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     if check.suspect_days or check.listed_ids:
         log.info("checking for repeats: every id of %d day(s), %d id(s) that two spans share",
                  len(check.suspect_days), len(check.listed_ids))
-    duplicates = duplicate_rows(parsed, contested_ids(spark, parsed, existing, check))
+    duplicates = duplicate_rows(spark, parsed, existing, check)
     if duplicates is not None:
         duplicates = duplicates.persist()  # small; used by three passes
     classified = mark_duplicates(parsed, duplicates)

@@ -190,21 +190,25 @@ _day_ids = st.lists(st.one_of(st.integers(1, 40), st.just("broken")), max_size=2
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ids=st.fixed_dictionaries({D1: _day_ids, D2: _day_ids}),
-       start=st.integers(1, 30), max_spans=st.integers(1, 4), max_listed=st.integers(0, 6))
-def test_contested_ids_are_exactly_the_repeated_ones(spark, tmp_path_factory, ids, start,
-                                                     max_spans, max_listed):
+       start=st.integers(1, 30), max_spans=st.integers(1, 4), max_listed=st.integers(0, 6),
+       already_clean=st.sets(st.integers(1, 50), max_size=5))
+def test_duplicate_rows_are_exactly_the_repeats_and_the_already_clean(
+        spark, tmp_path_factory, ids, start, max_spans, max_listed, already_clean):
     ids[D2] = list(range(start, start + 20)) + ids[D2]  # a long run, then anything
     lake = Lake(str(tmp_path_factory.mktemp("lake")))
     _write_ids(lake, ids)
     parsed = _parsed(spark, lake)
     check = clean.repeat_check(clean.id_spans(parsed, max_spans), max_listed)
-    contested = clean.contested_ids(spark, parsed, None, check)
+    existing = (spark.createDataFrame([(i,) for i in sorted(already_clean)], "transaction_id long")
+                if already_clean else None)
+    duplicates = clean.duplicate_rows(spark, parsed, existing, check)
 
     counts = collections.Counter(x for day_ids in ids.values() for x in day_ids
                                  if not isinstance(x, str))
-    repeated = sorted(x for x, n in counts.items() if n > 1)
-    got = [] if contested is None else sorted(r.transaction_id for r in contested.collect())
-    assert got == repeated
+    expected = {x: n if x in already_clean else n - 1 for x, n in counts.items()}
+    got = collections.Counter() if duplicates is None else collections.Counter(
+        r.transaction_id for r in parsed.join(duplicates, clean.POSITION, "left_semi").collect())
+    assert got == +collections.Counter(expected)  # every row of a clean id, all but one else
 
 
 def test_an_id_repeated_across_days_of_one_batch_is_quarantined_once(spark, lake):
