@@ -149,9 +149,10 @@ LATE_COPIES = {D1: [1, 2, 3, 4, 5, 6], D2: [10, 1, 11, 12, 4, 13]}
 def test_limits_and_id_blocks_decide_what_is_checked(spark, lake, ids, limits, suspects,
                                                        listed):
     _write_ids(lake, ids)
-    spans = clean.id_spans(_parsed(spark, lake), limits.get("max_spans", 1000),
+    spans = clean.id_spans(_parsed(spark, lake),
+                           limits.get("max_spans", clean.MAX_SPANS_PER_PART),
                            limits.get("block_bits", clean.SPAN_ID_BITS))
-    check = clean.repeat_check(spans, limits.get("max_listed", 1000))
+    check = clean.repeat_check(spans, limits.get("max_listed", clean.MAX_LISTED_IDS))
     assert [day.isoformat() for day in check.suspect_days] == suspects
     assert check.listed_ids == listed
 
