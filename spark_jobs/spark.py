@@ -21,8 +21,8 @@ _DEFAULTS = {
     # stamps are deprecated and slower to write than INT64 microseconds.
     "spark.hadoop.parquet.enable.dictionary": "false",
     # zstd's fastest level: clean then features in fresh JVMs on the benchmark lake took a median
-    # 3.6 s less than at the default level 3 (six alternated pairs, all six won), for files
-    # 14% larger (521 against 456 MB).
+    # 3.6 s less than at the default level 3 (six alternated pairs, all six won), for 14% more
+    # Parquet (521 against 456 MB).
     "spark.hadoop.parquet.compression.codec.zstd.level": "1",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # The cleaning job caches one parsed batch for a few passes; compressing it cost as much
