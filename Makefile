@@ -36,7 +36,7 @@ test: setup ## Run the test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff over the Python code
-	$(VENV)/bin/ruff check spark_jobs dags tests
+	$(VENV)/bin/ruff check fraudops spark_jobs dags tests benchmarks
 
 clean-local: ## Remove the local lake, MLflow store and reports
 	rm -rf data .mlflow reports .bench

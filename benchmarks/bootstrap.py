@@ -1,4 +1,4 @@
-"""`make bench-bootstrap`: the promote step's paired bootstrap, batched as spark_jobs.metrics
+"""`make bench-bootstrap`: the promote step's paired bootstrap, batched as fraudops.model.metrics
 does it, against the plain way (resample the rows, then one metric call per model and resample).
 Not a test: it prints and writes figures.
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.figures import publish
 from benchmarks.timing import timed
-from spark_jobs import metrics
+from fraudops.model import metrics
 
 
 def synthetic_window(rows_per_day: int, days: int, seed: int = 7):

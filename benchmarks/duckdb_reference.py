@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import duckdb
 
+from fraudops.core import rawfiles
+from fraudops.core.rawformat import DAY_SECONDS as DAY
 from spark_jobs import clean as rules  # reason codes, limits, shapes: the rules' logic is our own
-from spark_jobs import rawfiles
 from spark_jobs.schema import (
     LABEL_DELAY_DAYS,
     NIGHT_END_HOUR,
@@ -23,7 +24,6 @@ from spark_jobs.schema import (
     terminal_nb_tx,
     terminal_risk,
 )
-from spark_jobs.simulator import DAY_SECONDS as DAY
 
 DELAY = LABEL_DELAY_DAYS * DAY
 N_FIELDS = len(RAW_FIELDS)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spark_jobs import storage
+from fraudops.core import storage
 
 
 def publish(results: dict, output: Path, decimals: int = 2) -> None:

@@ -3,7 +3,7 @@ runs them (``python -m`` subprocesses on local[*], JVM start included). Not a te
 
     python -m benchmarks.model_step
 
-Generates the demo's lake (spark_jobs.demo defaults), cleans and builds features up to the
+Generates the demo's lake (fraudops.orchestration.demo defaults), cleans and builds features up to the
 demo's first logical date, trains and promotes there (the first champion), then adds the next
 day and times that day's train and promote: a challenger compared with a champion, the daily
 case. Writes .bench/model_step.json.
@@ -20,14 +20,15 @@ from pathlib import Path
 
 from benchmarks.figures import publish
 from benchmarks.timing import timed
-from spark_jobs import config, demo, storage
-from spark_jobs.generate import generate_lake
-from spark_jobs.lake import Lake
-from spark_jobs.launch.local import StepProcess, isolated_environment, local_command
-from spark_jobs.launch.settings import parse_step_args
-from spark_jobs.steps import STEPS, RunContext
+from fraudops.core import config, storage
+from fraudops.core.lake import Lake
+from fraudops.core.steps import STEPS, RunContext
+from fraudops.orchestration import demo
+from fraudops.orchestration.local import StepProcess, isolated_environment, local_command
+from fraudops.orchestration.settings import parse_step_args
+from fraudops.simulator.generate import generate_lake
 
-log = logging.getLogger("fraudops.bench.model")
+log = logging.getLogger(__name__)
 BAR_SECONDS = 180  # issue 3: train plus promote for one day of the demo lake under 3 minutes
 
 

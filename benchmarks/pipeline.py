@@ -20,11 +20,12 @@ from pathlib import Path
 from benchmarks import duckdb_reference, spark_floor
 from benchmarks.figures import publish
 from benchmarks.timing import timed
-from spark_jobs import clean, features, generate
+from fraudops.core.lake import Lake
+from fraudops.simulator import generate
+from spark_jobs import clean, features
 from spark_jobs.datasets import clean_days
-from spark_jobs.lake import Lake
 
-log = logging.getLogger("fraudops.bench")
+log = logging.getLogger(__name__)
 
 # 50,000 customers with the handbook's profiles make about 95,000 transactions a day.
 ROWS_PER_CUSTOMER_DAY = 1.9
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("FRAUDOPS_SHUFFLE_PARTITIONS", "8")
-    from spark_jobs.spark import get_spark
+    from spark_jobs.session import get_spark
 
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)

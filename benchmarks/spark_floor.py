@@ -21,9 +21,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from benchmarks.timing import timed
+from fraudops.core import rawfiles
+from fraudops.core.lake import PARTITION_COLUMN, Lake
 from spark_jobs.features import Mart, each_mart, key_time_order
-from spark_jobs import rawfiles
-from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import RAW_FIELDS, RAW_HEADER
 
 

@@ -18,12 +18,12 @@ from datetime import timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import chain, dag, get_current_context, task
 
-from spark_jobs.lake import Lake
-from spark_jobs.launch.assets import step_outlets
-from spark_jobs.launch.operators import run_context, spark_step
-from spark_jobs.launch.settings import load_settings
-from spark_jobs.platform import platform
-from spark_jobs.steps import STEPS
+from fraudops.core.lake import Lake
+from fraudops.core.platform import platform
+from fraudops.core.steps import STEPS
+from fraudops.orchestration.assets import step_outlets
+from fraudops.orchestration.operators import spark_step
+from fraudops.orchestration.settings import load_settings, run_context
 
 SETTINGS = load_settings()
 NAMES = platform()
@@ -56,7 +56,7 @@ def fraud_retraining():
     @task.branch(execution_timeout=CHECK_TIMEOUT)
     def detect_new_files() -> str:
         """Branch to clean when a raw file arrived by the logical day and is not processed yet."""
-        from spark_jobs.launch.arrivals import new_raw_files
+        from fraudops.orchestration.arrivals import new_raw_files
 
         ctx = run_context(get_current_context(), SETTINGS)
         new_files = new_raw_files(Lake(ctx.lake_root), ctx.ds)
@@ -66,7 +66,7 @@ def fraud_retraining():
     @task.branch(execution_timeout=CHECK_TIMEOUT)
     def has_new_rows() -> str:
         """Branch to the model steps only when clean added valid rows."""
-        from spark_jobs.launch.arrivals import clean_summary
+        from fraudops.orchestration.arrivals import clean_summary
 
         ctx = run_context(get_current_context(), SETTINGS)
         summary = clean_summary(Lake(ctx.lake_root), ctx.safe_run_id)

@@ -1,7 +1,7 @@
 # Local Airflow: a throwaway home in .airflow/ (git-ignored, SQLite), the DAGs from dags/, the
 # Spark steps on local[*] (FRAUDOPS_BACKEND=local). Other targets run Airflow commands as
 #   $(AIRFLOW) dags test $(AIRFLOW_DAG_ID) 2018-04-02     (after the $(AIRFLOW_DB) prerequisite)
-# spark_jobs/launch/local_airflow.py builds the same environment for the DAG tests.
+# fraudops/orchestration/local_airflow.py builds the same environment for the DAG tests.
 # JWT_ISSUER: Airflow 3.1.2 signs API and task tokens with an empty-list issuer when it is unset,
 # which PyJWT >= 2.11 refuses ("Issuer (iss) must be a string"): logins and tasks would fail.
 
@@ -10,7 +10,7 @@ UI_HOME ?= $(CURDIR)
 override UI_HOME := $(abspath $(UI_HOME))
 AIRFLOW_HOME_DIR := $(UI_HOME)/.airflow
 AIRFLOW_DB := $(AIRFLOW_HOME_DIR)/airflow.db
-AIRFLOW_DAG_ID := $(shell sed -n 's/^ *dag_id: *//p' spark_jobs/platform.yaml)
+AIRFLOW_DAG_ID := $(shell sed -n 's/^ *dag_id: *//p' fraudops/core/platform.yaml)
 AIRFLOW_UI_PORT ?= 8080
 MLFLOW_UI_PORT ?= 5000
 AIRFLOW_PASSWORDS_FILE := $(AIRFLOW_HOME_DIR)/simple_auth_manager_passwords.json.generated
@@ -36,7 +36,7 @@ airflow-db: $(AIRFLOW_DB) ## Create or upgrade the local Airflow metadata DB in 
 
 ui: $(AIRFLOW_DB) ## Airflow (standalone) and the MLflow UI on localhost (UI_HOME=.demo after make demo)
 	@# standalone starts its components as `airflow ...` commands: the venv goes first on PATH.
-	@tracking_uri="$$($(AIRFLOW_ENV) $(PY) -c 'from spark_jobs.config import tracking_uri; print(tracking_uri())')"; \
+	@tracking_uri="$$($(AIRFLOW_ENV) $(PY) -c 'from fraudops.core.config import tracking_uri; print(tracking_uri())')"; \
 	$(AIRFLOW_ENV) setsid $(VENV)/bin/mlflow ui --backend-store-uri "$$tracking_uri" \
 		--host 127.0.0.1 --port $(MLFLOW_UI_PORT) > $(AIRFLOW_HOME_DIR)/mlflow-ui.log 2>&1 & \
 	mlflow_pid=$$!; \

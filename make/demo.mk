@@ -6,4 +6,4 @@ DEMO_ARGS ?=
 
 demo: setup ## Run the daily retraining loop end to end through the Airflow DAG (local Spark, local MLflow)
 	rm -rf $(DEMO_HOME)
-	$(PY) -m spark_jobs.demo --home $(DEMO_HOME) $(DEMO_ARGS)
+	$(PY) -m fraudops.orchestration.demo --home $(DEMO_HOME) $(DEMO_ARGS)

@@ -15,8 +15,8 @@ TF_VALUES ?= .deploy/terraform-values.yaml
 CHART_CACHE ?= $(TOOLS_DIR)/charts
 HELM_TIMEOUT ?= 20m
 
-# Shared names, read from spark_jobs/platform.yaml when a recipe needs them.
-platform = $(shell $(PY) -c "from spark_jobs.platform import platform; print(platform()$(1))")
+# Shared names, read from fraudops/core/platform.yaml when a recipe needs them.
+platform = $(shell $(PY) -c "from fraudops.core.platform import platform; print(platform()$(1))")
 NS_PLATFORM = $(call platform,['namespaces']['platform'])
 NS_JOBS = $(call platform,['namespaces']['jobs'])
 NS_SPARK_OPERATOR = $(call platform,['namespaces']['spark_operator'])
@@ -76,7 +76,7 @@ images: images/spark/jars.sha512 $(VENV)/.synced ## Build and push the images to
 	@test -n "$(REGISTRY)" || { echo "REGISTRY unknown: run make infra-secrets or set REGISTRY" >&2; exit 1; }
 	@test -n "$(TAG)" || { echo "TAG unknown: not a git checkout? set TAG" >&2; exit 1; }
 	@for image in spark airflow mlflow; do \
-		name=$$($(PY) -c "from spark_jobs.platform import platform; print(platform()['images']['$$image'])"); \
+		name=$$($(PY) -c "from fraudops.core.platform import platform; print(platform()['images']['$$image'])"); \
 		echo ">>> $(REGISTRY)/$$name:$(TAG)"; \
 		$(DOCKER) build --file images/$$image/Dockerfile --tag "$(REGISTRY)/$$name:$(TAG)" . \
 			&& $(DOCKER) push "$(REGISTRY)/$$name:$(TAG)" || exit 1; \
@@ -84,7 +84,7 @@ images: images/spark/jars.sha512 $(VENV)/.synced ## Build and push the images to
 
 images-dev: images/spark/jars.sha512 $(VENV)/.synced ## Build the images as <name>:dev and load them into kind or minikube
 	@for image in spark airflow mlflow; do \
-		name=$$($(PY) -c "from spark_jobs.platform import platform; print(platform()['images']['$$image'])"); \
+		name=$$($(PY) -c "from fraudops.core.platform import platform; print(platform()['images']['$$image'])"); \
 		$(DOCKER) build --file images/$$image/Dockerfile --tag "$$name:dev" . || exit 1; \
 		if command -v kind >/dev/null; then kind load docker-image "$$name:dev" $${KIND_CLUSTER:+--name $$KIND_CLUSTER}; \
 		elif command -v minikube >/dev/null; then minikube image load "$$name:dev"; \

@@ -31,7 +31,7 @@ infra-destroy: ## Remove everything Terraform created, data included (asks for c
 kubeconfig: ## Add the cluster to ~/.kube/config with yc (external or internal endpoint)
 	@cluster_id="$$($(TF) output -raw cluster_id)"; \
 	endpoint="$$($(TF) output -raw cluster_endpoint_type)"; \
-	project="$$(sed -n 's/^project: *//p' spark_jobs/platform.yaml)"; \
+	project="$$(sed -n 's/^project: *//p' fraudops/core/platform.yaml)"; \
 	yc managed-kubernetes cluster get-credentials --id "$$cluster_id" --"$$endpoint" \
 		--context-name "$$project" --force
 

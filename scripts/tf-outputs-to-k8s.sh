@@ -6,7 +6,7 @@
 #
 # Secret values travel only through a private temporary directory (removed on exit) and
 # kubectl --from-file, never through command lines or files in the repository. Names come from
-# spark_jobs/platform.yaml through scripts/tf_outputs_to_k8s.py.
+# fraudops/core/platform.yaml through scripts/tf_outputs_to_k8s.py.
 #
 # Environment: TF_DIR (default terraform/), VALUES_FILE (default .deploy/terraform-values.yaml),
 # PYTHON (default .venv/bin/python), TERRAFORM, KUBECTL (default: from PATH).

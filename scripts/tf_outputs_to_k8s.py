@@ -1,7 +1,7 @@
 """Turn ``terraform output -json`` (read from stdin) into the platform's Secrets and Helm values.
 
 Used by scripts/tf-outputs-to-k8s.sh; the Secret and namespace names come from
-spark_jobs/platform.yaml, the values from the Terraform outputs.
+fraudops/core/platform.yaml, the values from the Terraform outputs.
 
     namespaces            print the namespaces the Secrets go to, one per line
     secrets DIR           write DIR/<namespace>/<secret>/<key> files (mode 0600) and print
@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 
 SECRET_OUTPUTS = ("s3_access_key_id", "s3_secret_access_key", "mlflow_database_uri",
                   "airflow_database_uri")

@@ -27,9 +27,24 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from spark_jobs import cli, rawfiles, storage
+from fraudops.core import cli, rawfiles, storage
+from fraudops.core.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
+from fraudops.core.rawformat import (
+    AMOUNT_TOO_LARGE,
+    BAD_TIMESTAMP,
+    DAY_SECONDS,
+    DUPLICATE_ID,
+    EMPTY_FIELD,
+    INVALID_LABEL,
+    MAX_AMOUNT,
+    NEGATIVE_ID,
+    NON_NUMERIC,
+    NON_POSITIVE_AMOUNT,
+    TOO_FEW_FIELDS,
+    TOO_MANY_FIELDS,
+    WRONG_DAY,
+)
 from spark_jobs.datasets import local_frame, read_partitions, write_days
-from spark_jobs.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -37,29 +52,9 @@ from spark_jobs.schema import (
     RAW_FIELDS,
     RAW_HEADER,
 )
-from spark_jobs.simulator import DAY_SECONDS
 
-log = logging.getLogger("fraudops.clean")
+log = logging.getLogger(__name__)
 
-# Row rules in the order they are checked; a row is quarantined with the first it breaks.
-TOO_FEW_FIELDS = "too_few_fields"
-TOO_MANY_FIELDS = "too_many_fields"
-EMPTY_FIELD = "empty_field"
-NON_NUMERIC = "non_numeric"
-BAD_TIMESTAMP = "bad_timestamp"
-WRONG_DAY = "wrong_day"
-NEGATIVE_ID = "negative_id"
-NON_POSITIVE_AMOUNT = "non_positive_amount"
-AMOUNT_TOO_LARGE = "amount_too_large"
-INVALID_LABEL = "invalid_label"
-DUPLICATE_ID = "duplicate_id"
-ROW_REASONS = (
-    TOO_FEW_FIELDS, TOO_MANY_FIELDS, EMPTY_FIELD, NON_NUMERIC, BAD_TIMESTAMP, WRONG_DAY,
-    NEGATIVE_ID, NON_POSITIVE_AMOUNT, AMOUNT_TOO_LARGE, INVALID_LABEL, DUPLICATE_ID,
-)
-# The feature job sums amounts as whole cents in 64-bit integers; below a billion, a sum
-# overflows only past 90 million transactions of one customer.
-MAX_AMOUNT = 1_000_000_000
 FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
 
 _FILES_SCHEMA = T.StructType([
@@ -107,7 +102,7 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
 
 
 def _epoch_seconds(day: str) -> int:
-    """Midnight UTC of ``day`` (the session time zone, see spark_jobs.spark)."""
+    """Midnight UTC of ``day`` (the session time zone, see spark_jobs.session)."""
     return calendar.timegm(dt.date.fromisoformat(day).timetuple())
 
 
@@ -481,7 +476,7 @@ def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None =
 
 
 def _spark() -> SparkSession:
-    from spark_jobs.spark import get_spark
+    from spark_jobs.session import get_spark
 
     return get_spark("clean")
 

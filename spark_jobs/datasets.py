@@ -10,8 +10,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
-from spark_jobs import storage
-from spark_jobs.lake import PARTITION_COLUMN, Lake
+from fraudops.core import storage
+from fraudops.core.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import CLEAN_SCHEMA
 
 
@@ -34,10 +34,6 @@ def day_range(start: str | dt.date, end: str | dt.date) -> list[str]:
     """Every day from start to end, both included, as YYYY-MM-DD."""
     first, last = dt.date.fromisoformat(str(start)), dt.date.fromisoformat(str(end))
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-
-
-def shift(day: str, days: int) -> str:
-    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
 
 
 def read_days(spark: SparkSession, lake: Lake, path: str, start: str, end: str,
@@ -72,7 +68,7 @@ def clean_days(lake: Lake) -> list[str]:
 def write_days(df: DataFrame | None, path: str, days: list[str], present: set[str]) -> None:
     """Replace exactly ``days`` under ``path``: overwrite those with rows, delete the others.
 
-    Relies on dynamic partition overwrite (set in spark_jobs.spark), so days outside ``days``
+    Relies on dynamic partition overwrite (set in spark_jobs.session), so days outside ``days``
     are never touched and a re-run replaces what the previous run wrote.
     """
     for day in sorted(set(days) - present):

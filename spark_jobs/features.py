@@ -34,17 +34,18 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from spark_jobs import cli, schema, storage
+from fraudops.core import cli, storage
+from fraudops.core.lake import PARTITION_COLUMN, Lake, shift
+from fraudops.core.rawformat import DAY_SECONDS
+from spark_jobs import schema
 from spark_jobs.datasets import (
     clean_days,
     day_range,
     read_clean,
     read_days,
     read_partitions,
-    shift,
     write_days,
 )
-from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
     CUSTOMER_FEATURE_FIELDS,
@@ -53,9 +54,8 @@ from spark_jobs.schema import (
     TERMINAL_FEATURE_FIELDS,
     WINDOWS_DAYS,
 )
-from spark_jobs.simulator import DAY_SECONDS
 
-log = logging.getLogger("fraudops.features")
+log = logging.getLogger(__name__)
 
 LOOKBACK_DAYS = max(WINDOWS_DAYS) + LABEL_DELAY_DAYS  # the furthest back any feature looks
 FULL_WINDOWS = [w for w in WINDOWS_DAYS if w > 1]  # windows that cover whole days
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> dict:
         changed = changed_days_of(lake, args.run_id)
     else:
         parser.error("say which days changed: --run-id of a clean run, --dates or --all")
-    from spark_jobs.spark import get_spark
+    from spark_jobs.session import get_spark
 
     summary = run(get_spark("features"), lake, changed)
     run_id = cli.run_id(args.run_id)

@@ -17,19 +17,20 @@ import logging
 
 import mlflow
 
-from spark_jobs import cli, evaluation, metrics, models, registry, storage, tracking
+from fraudops.core import cli, storage
+from fraudops.core.lake import Lake
+from fraudops.model import evaluation, loading, metrics, registry, tracking
 from spark_jobs.features import labeled_features
-from spark_jobs.lake import Lake
 
-log = logging.getLogger("fraudops.promote")
+log = logging.getLogger(__name__)
 
 
 def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str | None):
     data = labeled_features(spark, lake, test["start"], test["end"]).persist()
-    challenger_scored = evaluation.score_frame(models.load_version(challenger), data)
+    challenger_scored = evaluation.score_frame(loading.load_version(challenger), data)
     champion_scored = None
     if champion is not None:
-        champion_scored = evaluation.score_frame(models.load_version(champion), data)
+        champion_scored = evaluation.score_frame(loading.load_version(champion), data)
         if not champion_scored["transaction_id"].equals(challenger_scored["transaction_id"]):
             raise RuntimeError("champion and challenger were not scored on the same rows")
     data.unpersist()
@@ -43,7 +44,7 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
     if trained is None:
         raise SystemExit(f"no training summary for run {run_id!r}: run spark_jobs.train first")
     challenger = trained["model_version"]
-    champion = models.alias_version(registry.CHAMPION)
+    champion = loading.alias_version(registry.CHAMPION)
     if champion == challenger:
         champion = None
     test = trained["split"]["test"]
@@ -80,13 +81,13 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
         registry.apply_decision(mlflow.MlflowClient(), tracking.MODEL_NAME, challenger, decision,
                                 active.info.run_id)
         mlflow.set_tags({"fraudops.decision": decision.kind, "fraudops.reason": decision.reason,
-                         "fraudops.champion_version": str(models.alias_version(
+                         "fraudops.champion_version": str(loading.alias_version(
                              registry.CHAMPION))})
     summary = {
         "run_id": run_id, "as_of": as_of, "decision": decision.kind,
         "promoted": decision.promote, "reason": decision.reason,
         "challenger_version": challenger, "previous_champion_version": champion,
-        "champion_version": models.alias_version(registry.CHAMPION),
+        "champion_version": loading.alias_version(registry.CHAMPION),
         "metrics": {"challenger": challenger_metrics, "champion": champion_metrics},
         "interval": interval.__dict__ if interval is not None else None,
     }
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     cli.setup_logging()
     gates = registry.Gates(**{f: getattr(args, f) for f in defaults.__dict__})
-    from spark_jobs.spark import get_spark
+    from spark_jobs.session import get_spark
 
     summary = run(get_spark("promote"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), gates, args.policy, args.resamples)

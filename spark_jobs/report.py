@@ -22,11 +22,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from spark_jobs import cli, config, storage, tracking  # noqa: E402
-from spark_jobs.drift import PSI_ALERT  # noqa: E402
-from spark_jobs.lake import Lake  # noqa: E402
+from fraudops.core import cli, config, storage  # noqa: E402
+from fraudops.core.lake import Lake  # noqa: E402
+from fraudops.model import tracking
+from fraudops.model.drift import PSI_ALERT  # noqa: E402
 
-log = logging.getLogger("fraudops.report")
+log = logging.getLogger(__name__)
 
 METRICS = ("average_precision", "roc_auc", "card_precision_at_100")
 

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 from pyspark.sql import types as T
 
-from spark_jobs.lake import PARTITION_COLUMN
-from spark_jobs.rawformat import RAW_HEADER
+from fraudops.core.lake import PARTITION_COLUMN
+from fraudops.core.rawformat import RAW_COLUMNS, RAW_HEADER
 
-__all__ = ["RAW_HEADER"]  # re-exported: the Spark side reads the format's facts from here too
+__all__ = ["RAW_COLUMNS", "RAW_HEADER"]  # re-exported: the Spark side reads the format from here
 
 # Raw field order and the type each is parsed into. Parsing is explicit: never inferred.
-RAW_FIELDS: list[tuple[str, T.DataType]] = [
-    ("transaction_id", T.LongType()),
-    ("tx_datetime", T.TimestampType()),
-    ("customer_id", T.LongType()),
-    ("terminal_id", T.LongType()),
-    ("tx_amount", T.DoubleType()),
-    ("tx_time_seconds", T.LongType()),
-    ("tx_time_days", T.IntegerType()),
-    ("tx_fraud", T.IntegerType()),
-    ("tx_fraud_scenario", T.IntegerType()),
-]
-RAW_COLUMNS = [name for name, _ in RAW_FIELDS]
+_RAW_TYPES = (
+    T.LongType(), T.TimestampType(), T.LongType(), T.LongType(), T.DoubleType(), T.LongType(),
+    T.IntegerType(), T.IntegerType(), T.IntegerType(),
+)
+RAW_FIELDS: list[tuple[str, T.DataType]] = list(zip(RAW_COLUMNS, _RAW_TYPES, strict=True))
 
 CLEAN_SCHEMA = T.StructType(
     [T.StructField(name, dtype, nullable=False) for name, dtype in RAW_FIELDS]

@@ -18,16 +18,17 @@ import mlflow
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from spark_jobs import cli, drift, models, modeling, registry, storage, tracking
+from fraudops.core import cli, storage
+from fraudops.core.lake import PARTITION_COLUMN, Lake
+from fraudops.model import drift, families, loading, registry, tracking
 from spark_jobs.datasets import write_days
 from spark_jobs.features import labeled_features
-from spark_jobs.lake import PARTITION_COLUMN, Lake
 from spark_jobs.schema import KEYS, WEEKEND_FLAG
 
-log = logging.getLogger("fraudops.score")
+log = logging.getLogger(__name__)
 
 # A scored day is all weekend or all weekday, so the weekend flag always "drifts": left out.
-DRIFT_FEATURES = [c for c in modeling.INPUT_COLUMNS if c != WEEKEND_FLAG]
+DRIFT_FEATURES = [c for c in families.INPUT_COLUMNS if c != WEEKEND_FLAG]
 
 
 def champion_training_window(version: str) -> tuple[str, str] | None:
@@ -41,18 +42,18 @@ def champion_training_window(version: str) -> tuple[str, str] | None:
 
 def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
     tracking.setup()
-    version = models.alias_version(registry.CHAMPION)
+    version = loading.alias_version(registry.CHAMPION)
     if version is None:
         raise SystemExit(f"no model has the alias @{registry.CHAMPION} yet: nothing can score "
                          f"{day}; the first model that passes the gates becomes champion")
-    model = models.load_version(version)
+    model = loading.load_version(version)
     inputs = labeled_features(spark, lake, day, day).select(
-        *KEYS, "customer_id", "terminal_id", "tx_datetime", *modeling.INPUT_COLUMNS
+        *KEYS, "customer_id", "terminal_id", "tx_datetime", *families.INPUT_COLUMNS
     )
     by_risk = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("fraud_probability"),
                                                            "transaction_id")
     scores = (
-        modeling.fraud_probability(model.transform(inputs))
+        families.fraud_probability(model.transform(inputs))
         .select(*KEYS, "customer_id", "terminal_id", "tx_datetime", "fraud_probability",
                 F.row_number().over(by_risk).alias("rank"),
                 F.lit(int(version)).alias("model_version"), F.lit(run_id).alias("run_id"))
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--top-k", type=int, default=100, help="cards on the alert list")
     args = parser.parse_args(argv)
     cli.setup_logging()
-    from spark_jobs.spark import get_spark
+    from spark_jobs.session import get_spark
 
     summary = run(get_spark("score"), Lake.from_env(args.lake_root), args.date.isoformat(),
                   cli.run_id(args.run_id), args.top_k)

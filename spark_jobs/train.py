@@ -23,14 +23,15 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from spark_jobs import cli, evaluation, modeling, storage, tracking
+from fraudops.core import cli, storage
+from fraudops.core.lake import PARTITION_COLUMN, Lake
+from fraudops.model import evaluation, families, tracking
+from fraudops.model.families import LABEL, Candidate
+from fraudops.model.registry import PRIMARY
+from fraudops.model.splits import Period, Split, prequential_folds, split_ending
 from spark_jobs.features import labeled_features
-from spark_jobs.lake import PARTITION_COLUMN, Lake
-from spark_jobs.modeling import LABEL, Candidate
-from spark_jobs.registry import PRIMARY
-from spark_jobs.windows import Period, Split, prequential_folds, split_ending
 
-log = logging.getLogger("fraudops.train")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class TrainConfig:
     seed: int = 42
 
     def grids(self) -> dict:
-        return modeling.SMALL_GRIDS if self.grid == "small" else modeling.GRIDS
+        return families.SMALL_GRIDS if self.grid == "small" else families.GRIDS
 
 
 def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
@@ -54,9 +55,9 @@ def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
 
 def fit(candidate: Candidate, train: DataFrame, seed: int):
     counts = train.agg(F.count("*").alias("n"), F.sum(LABEL).alias("f")).first()
-    weight = modeling.fraud_weight(candidate, counts["n"], counts["f"] or 0)
-    rows = modeling.with_class_weights(in_canonical_layout(train), weight)
-    return modeling.pipeline(candidate, seed).fit(rows)
+    weight = families.fraud_weight(candidate, counts["n"], counts["f"] or 0)
+    rows = families.with_class_weights(in_canonical_layout(train), weight)
+    return families.pipeline(candidate, seed).fit(rows)
 
 
 def in_canonical_layout(rows: DataFrame) -> DataFrame:
@@ -146,7 +147,7 @@ def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConf
             raise SystemExit(f"not enough data to train as of {as_of}: train={train_stats}, "
                              f"test={test_stats}; run clean and features first")
 
-        best, validation = select(modeling.candidates(cfg.grids()), train_df, folds, cfg.seed)
+        best, validation = select(families.candidates(cfg.grids()), train_df, folds, cfg.seed)
         log.info("best candidate %s; refitting on %s..%s", best.name, split.train.start,
                  split.train.end)
         mlflow.log_params({"best_family": best.family,
@@ -159,7 +160,7 @@ def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConf
         for step, value in enumerate(evaluation.card_precision_per_day(scored)):
             mlflow.log_metric("test_card_precision_at_100_daily", value, step=step)
         evaluation.log_curves(scored, "test")
-        evaluation.log_importances(model, modeling.ALL_FEATURES)
+        evaluation.log_importances(model, families.ALL_FEATURES)
         version = log_model(model, test_df, run_id)
         summary = {
             "run_id": run_id, "mlflow_run_id": parent.info.run_id, "as_of": as_of,
@@ -181,7 +182,7 @@ def log_model(model, test_df: DataFrame, run_id: str) -> str:
     import mlflow.spark
     from mlflow.models import infer_signature
 
-    example = test_df.select(*modeling.INPUT_COLUMNS).limit(5).toPandas()
+    example = test_df.select(*families.INPUT_COLUMNS).limit(5).toPandas()
     output = np.full(len(example), 0.5)
     info = mlflow.spark.log_model(
         model,
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
     cfg = TrainConfig(args.train_days, args.delay_days, args.test_days, args.folds,
                       args.fold_train_days, args.fold_assess_days, args.grid, args.seed)
-    from spark_jobs.spark import get_spark
+    from spark_jobs.session import get_spark
 
     summary = run(get_spark("train"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), cfg)

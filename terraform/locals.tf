@@ -1,7 +1,7 @@
-# Every shared name comes from spark_jobs/platform.yaml, the file the Python code, the Helm values
+# Every shared name comes from fraudops/core/platform.yaml, the file the Python code, the Helm values
 # and k8s/ also read; nothing here retypes a bucket, service account or node-pool name.
 locals {
-  platform = yamldecode(file("${path.module}/../spark_jobs/platform.yaml"))
+  platform = yamldecode(file("${path.module}/../fraudops/core/platform.yaml"))
 
   project = local.platform.project
   labels  = merge(var.labels, { project = local.project, managed-by = "terraform" })
@@ -24,7 +24,7 @@ locals {
   postgres_users     = local.platform.postgres.users
   postgres_port      = 6432 # Managed PostgreSQL serves clients through its pooler on 6432
 
-  # The cloud lake root is s3a://<lake bucket>/<lake_prefix> (FRAUDOPS_LAKE_ROOT); spark_jobs.lake
+  # The cloud lake root is s3a://<lake bucket>/<lake_prefix> (FRAUDOPS_LAKE_ROOT); fraudops.core.lake
   # puts daily scores under <root>/scores.
   lake_prefix        = "lake"
   lake_scores_prefix = "${local.lake_prefix}/scores/"

@@ -1,5 +1,5 @@
 # Inputs. Names of buckets, service accounts, namespaces and the Spark pool's label/taint are not
-# variables: they come from spark_jobs/platform.yaml (locals.tf) so every layer agrees.
+# variables: they come from fraudops/core/platform.yaml (locals.tf) so every layer agrees.
 
 variable "cloud_id" {
   type        = string

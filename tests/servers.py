@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 
 ARTIFACTS_BUCKET = platform()["buckets"]["mlflow_artifacts"]
 ARTIFACTS_PREFIX = "artifacts"

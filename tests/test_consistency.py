@@ -1,4 +1,4 @@
-"""spark_jobs/platform.yaml is the one place for shared names: everything that deploys says the same.
+"""fraudops/core/platform.yaml is the one place for shared names: everything that deploys says the same.
 
 Sources, each rendered the way it is deployed:
   - the DAG's SparkApplication of every step, built with the environment the Airflow pods get in
@@ -30,10 +30,10 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from spark_jobs.launch import spark_application as sa
-from spark_jobs.launch.settings import load_settings
-from spark_jobs.platform import PLATFORM_FILE, platform
-from spark_jobs.steps import STEPS, RunContext
+from fraudops.core.platform import PLATFORM_FILE, platform
+from fraudops.core.steps import STEPS, RunContext
+from fraudops.orchestration import spark_application as sa
+from fraudops.orchestration.settings import load_settings
 from tests.k8s.manifests import (
     CHARTS,
     K8S,
@@ -384,7 +384,7 @@ def test_every_values_file_is_covered():
 
 def test_every_name_in_every_source_is_allowed(source):
     found = violations(source)
-    assert not found, "names not in spark_jobs/platform.yaml:\n" + "\n".join(found)
+    assert not found, "names not in fraudops/core/platform.yaml:\n" + "\n".join(found)
 
 
 def test_extras_are_not_platform_names():
@@ -789,7 +789,7 @@ def terraform_resources() -> dict[str, dict[str, Any]]:
 def test_terraform_reads_platform_yaml_through_yamldecode():
     defined = hcl.locals_()
     assert defined["platform"] == hcl.PLATFORM_LOCAL
-    assert (hcl.TERRAFORM_DIR / ".." / "spark_jobs" / "platform.yaml").resolve() == PLATFORM_FILE
+    assert (hcl.TERRAFORM_DIR / ".." / "fraudops" / "core" / "platform.yaml").resolve() == PLATFORM_FILE
     assert platform_path("${local.project}") == "project"
 
 

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
 K8S = REPO / "k8s"
 CHARTS = REPO / "charts"
 MLFLOW_CHART = CHARTS / "mlflow"
@@ -27,7 +28,7 @@ KUBE_VERSION = "1.33.0"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 SHARED_SCHEMAS = REPO.parent / "shared" / "schemas"
 # Custom resources: no OpenAPI schema in kubernetes-validate; SparkApplication has the real CRD in
-# ../shared/schemas (tests/dag validates the DAG's against it), Argo CD's is not vendored here.
+# ../shared/schemas (tests/orchestration validates the DAG's against it), Argo CD's is not vendored here.
 CUSTOM_KINDS = {"Application", "SparkApplication"}
 
 

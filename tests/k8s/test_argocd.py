@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.k8s.manifests import (
     CHARTS,
     K8S,

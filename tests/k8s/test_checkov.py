@@ -11,8 +11,16 @@ import subprocess
 import pytest
 import yaml
 
-from spark_jobs.platform import platform
-from tests.k8s.manifests import K8S, MLFLOW_CHART, OVERLAYS, REPO, kustomize_text, objects, render_chart
+from fraudops.core.platform import platform
+from tests.k8s.manifests import (
+    K8S,
+    MLFLOW_CHART,
+    OVERLAYS,
+    REPO,
+    kustomize_text,
+    objects,
+    render_chart,
+)
 
 CHECKOV = REPO / "tools" / "checkov" / ".venv" / "bin" / "checkov"
 pytestmark = pytest.mark.skipif(

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.k8s.manifests import MLFLOW_CHART, REPO, objects, one, render_chart
 from tests.tools import venv_tool
-from tests.k8s.manifests import MLFLOW_CHART, REPO, render_chart, objects, one
 
 IMAGES_DIR = REPO / "images"
 IMAGES = ("spark", "airflow", "mlflow")
@@ -272,7 +272,7 @@ def test_copied_files_exist_and_are_in_the_build_context(image):
 
 def test_the_context_check_knows_dockerignore():
     assert dockerignored("README.md") and dockerignored("spark_jobs/__pycache__")
-    assert not dockerignored("spark_jobs/steps.py") and not dockerignored("uv.lock")
+    assert not dockerignored("fraudops/core/steps.py") and not dockerignored("uv.lock")
 
 
 # --- Spark: the S3A connector matches the Spark build -------------------------------------------

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.k8s.manifests import CUSTOM_KINDS, K8S, OVERLAYS, by_kind, kustomize, one, validate
 
 NAMES = platform()

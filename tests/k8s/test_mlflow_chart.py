@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.k8s.manifests import (
     MLFLOW_CHART,
     by_kind,

@@ -12,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.k8s.manifests import KUBE_VERSION, REPO, deep_merge, objects, render_chart
 
 CHART_CACHE = REPO / ".tools" / "charts"

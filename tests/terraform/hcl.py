@@ -1,21 +1,20 @@
 """Read terraform/ with python-hcl2 and resolve the simple ``local.*`` references back to
-spark_jobs/platform.yaml, so tests can compare the names Terraform will use with the YAML."""
+fraudops/core/platform.yaml, so tests can compare the names Terraform will use with the YAML."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any, Iterator
 
 import hcl2
 
-from spark_jobs.platform import PLATFORM_FILE, platform
+from fraudops.core.platform import PLATFORM_FILE, platform
+from tests.paths import REPO
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TERRAFORM_DIR = REPO_ROOT / "terraform"
-PLATFORM_LOCAL = '${yamldecode(file("${path.module}/../spark_jobs/platform.yaml"))}'
+TERRAFORM_DIR = REPO / "terraform"
+PLATFORM_LOCAL = '${yamldecode(file("${path.module}/../fraudops/core/platform.yaml"))}'
 _LOCAL_REF = re.compile(r"\$\{local\.([A-Za-z_][\w.]*)\}")
 _OPTIONAL_ATTRIBUTE = re.compile(r'"(\w+)": "\$\{optional\((\w+), ("[^"]*"|[^)]*)\)\}"')
 
@@ -100,7 +99,7 @@ def _lookup(path: str) -> Any:
     assert head in defined, f"local.{head} is not defined"
     if head == "platform":
         assert defined[head] == PLATFORM_LOCAL, "local.platform must yamldecode platform.yaml"
-        assert (TERRAFORM_DIR / "../spark_jobs/platform.yaml").resolve() == PLATFORM_FILE
+        assert (TERRAFORM_DIR / "../fraudops/core/platform.yaml").resolve() == PLATFORM_FILE
         value: Any = platform()
     else:
         value = resolve(defined[head])

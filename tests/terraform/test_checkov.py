@@ -9,9 +9,10 @@ from functools import cache
 
 import pytest
 
+from tests.paths import REPO
 from tests.terraform import hcl
 
-CHECKOV = hcl.REPO_ROOT / "tools" / "checkov" / ".venv" / "bin" / "checkov"
+CHECKOV = REPO / "tools" / "checkov" / ".venv" / "bin" / "checkov"
 pytestmark = pytest.mark.skipif(
     not CHECKOV.exists(), reason="checkov is not installed (make setup creates tools/checkov/.venv)"
 )

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from spark_jobs.platform import platform
-from tests.terraform import hcl
+from fraudops.core.platform import platform
+from tests.paths import REPO
 
 TARGETS = ("infra-init", "infra-fmt", "infra-plan", "infra-apply", "infra-destroy", "kubeconfig",
            "infra-secrets")
@@ -27,7 +27,7 @@ echo "$*" >> "$FAKE_LOG_DIR/yc.calls"
 
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=hcl.REPO_ROOT,
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60, env=env, check=False)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.paths import REPO
 from tests.terraform import hcl
 
 TERRAFORM = shutil.which("terraform")
@@ -26,7 +27,7 @@ def run_terraform(*args: str, cwd: Path, timeout: int = 60) -> subprocess.Comple
 @needs_terraform
 def test_terraform_files_are_formatted():
     result = run_terraform("fmt", "-check", "-recursive", "-diff", "-no-color",
-                           str(hcl.TERRAFORM_DIR), cwd=hcl.REPO_ROOT)
+                           str(hcl.TERRAFORM_DIR), cwd=REPO)
     assert result.returncode == 0, f"run `make infra-fmt`:\n{result.stdout}{result.stderr}"
 
 
@@ -43,8 +44,8 @@ def test_terraform_validate(tmp_path):
     copy = tmp_path / "terraform"
     shutil.copytree(hcl.TERRAFORM_DIR, copy,
                     ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
-    (tmp_path / "spark_jobs").mkdir()
-    shutil.copy(hcl.REPO_ROOT / "spark_jobs" / "platform.yaml", tmp_path / "spark_jobs")
+    (tmp_path / "fraudops" / "core").mkdir(parents=True)
+    shutil.copy(REPO / "fraudops" / "core" / "platform.yaml", tmp_path / "fraudops" / "core")
     try:
         init = run_terraform("init", "-backend=false", "-input=false", "-no-color",
                              cwd=copy, timeout=INIT_TIMEOUT_SECONDS)

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from spark_jobs.lake import Lake
-from spark_jobs.platform import platform
+from fraudops.core.lake import Lake
+from fraudops.core.platform import platform
 from tests.terraform import hcl
 
 # Resource types and where they take the platform labels. A new type must be placed here.
@@ -221,7 +221,7 @@ def test_nodes_have_no_public_ip_and_the_cluster_security_group(name):
 
 
 def test_spark_node_group_defaults_fit_the_largest_step():
-    from spark_jobs.steps import STEPS
+    from fraudops.core.steps import STEPS
 
     node = hcl.object_defaults("spark_node_group")
     train = STEPS["train"].resources

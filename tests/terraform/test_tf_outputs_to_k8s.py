@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
+from tests.paths import REPO
 from tests.terraform import hcl
 from tests.tools import venv_tool
 
-SCRIPT = hcl.REPO_ROOT / "scripts" / "tf-outputs-to-k8s.sh"
-HELPER = hcl.REPO_ROOT / "scripts" / "tf_outputs_to_k8s.py"
+SCRIPT = REPO / "scripts" / "tf-outputs-to-k8s.sh"
+HELPER = REPO / "scripts" / "tf_outputs_to_k8s.py"
 
 POSTGRES = "c-abc.rw.mdb.yandexcloud.net:6432"
 SECRET_VALUES = {

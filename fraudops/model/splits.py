@@ -1,0 +1,71 @@
+"""Time-ordered splits: a training window, a label delay, then the test window; and the
+prequential folds that choose hyperparameters inside the training window (as in the handbook).
+
+Nothing here is random: every split is a set of whole days, and each later period starts after
+the earlier one ends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from fraudops.core.lake import shift
+
+
+@dataclass(frozen=True)
+class Period:
+    start: str  # first day, included
+    end: str  # last day, included
+
+    @property
+    def days(self) -> int:
+        from datetime import date
+
+        return (date.fromisoformat(self.end) - date.fromisoformat(self.start)).days + 1
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train on ``train``; skip ``delay`` (labels not known yet); evaluate on ``test``."""
+
+    train: Period
+    delay: Period
+    test: Period
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def period_ending(end: str, days: int) -> Period:
+    return Period(shift(end, -(days - 1)), end)
+
+
+def split_ending(test_end: str, train_days: int, delay_days: int, test_days: int) -> Split:
+    """The split whose test window is the ``test_days`` days ending on ``test_end``."""
+    if min(train_days, test_days) < 1 or delay_days < 0:
+        raise ValueError("train and test need at least one day, the delay cannot be negative")
+    test = period_ending(test_end, test_days)
+    delay_end = shift(test.start, -1)
+    delay = Period(shift(delay_end, -(delay_days - 1)), delay_end)
+    train = period_ending(shift(test.start, -(delay_days + 1)), train_days)
+    return Split(train, delay, test)
+
+
+def prequential_folds(
+    window: Period, n_folds: int, fold_train_days: int, delay_days: int, assess_days: int
+) -> list[Split]:
+    """Folds inside ``window``: the latest assesses its last days, each earlier one is shifted
+    back by ``assess_days``; every fold's training days lie inside the window."""
+    folds = []
+    for k in range(n_folds):
+        fold = split_ending(shift(window.end, -k * assess_days), fold_train_days, delay_days,
+                            assess_days)
+        if fold.train.start < window.start:
+            break
+        folds.append(fold)
+    if not folds:
+        raise ValueError(
+            f"no prequential fold of {fold_train_days}+{delay_days}+{assess_days} days fits in "
+            f"the training window {window.start}..{window.end} ({window.days} days)"
+        )
+    return folds

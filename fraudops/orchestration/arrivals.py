@@ -1,0 +1,29 @@
+"""What the DAG's two branch tasks read from the lake: new raw files, and clean's verdict.
+
+Both import the lake helpers when a task runs, not when the DAG is parsed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fraudops.core.lake import Lake
+
+
+def new_raw_files(lake: Lake, ds: str) -> list[str]:
+    """Names of the raw files that arrived by ``ds`` (the demo lake also holds later days) and
+    that the manifest does not know as they are now. The clean job owns that rule."""
+    from fraudops.core import rawfiles
+
+    return rawfiles.unseen_files(lake, ds)
+
+
+def clean_summary(lake: Lake, safe_run_id: str) -> dict[str, Any]:
+    """The clean step's summary of this run; without it the step broke its contract."""
+    from fraudops.core import storage
+
+    path = lake.run_summary("clean", safe_run_id)
+    summary = storage.read_json(path)
+    if not isinstance(summary, dict) or "has_new_rows" not in summary:
+        raise RuntimeError(f"clean did not write its run summary (with has_new_rows) to {path}")
+    return summary

@@ -1,0 +1,1 @@
+"""The handbook's transaction simulator and the raw daily files made from it (developer machine)."""

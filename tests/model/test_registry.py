@@ -1,0 +1,292 @@
+"""Champion/challenger decisions, the aliases that carry them and the rollback CLI, on a local
+SQLite store and on the MLflow server fixture (PostgreSQL, S3 artifacts). No Spark: the model
+versions are registered from runs directly, since only the registry entries matter here."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+
+import mlflow
+import pytest
+
+from fraudops.model import registry, rollback
+from fraudops.model.metrics import BootstrapResult
+from fraudops.model.registry import CHAMPION, PREVIOUS, Gates
+from tests.paths import REPO
+
+GATES = Gates()
+GOOD = {"roc_auc": 0.90, "average_precision": 0.50, "rows": 5000, "frauds": 100}
+
+
+def interval(low: float, high: float, observed: float | None = None) -> BootstrapResult:
+    observed = (low + high) / 2 if observed is None else observed
+    return BootstrapResult(observed=observed, mean=observed, low=low, high=high,
+                           confidence=0.95, resamples=200, valid_resamples=200, groups=10)
+
+
+# decide(): no store needed ---------------------------------------------------------------------
+
+def test_the_first_model_passing_the_gates_is_the_first_champion():
+    decision = registry.decide(GOOD, None, None, GATES)
+    assert (decision.promote, decision.kind) == (True, "first_champion")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("roc_auc", 0.79, "roc_auc=0.79 < 0.8"),
+    ("average_precision", 0.29, "average_precision=0.29 < 0.3"),
+    ("rows", 999, "rows=999 < 1000"),
+    ("frauds", 19, "frauds=19 < 20"),
+    ("roc_auc", math.nan, "roc_auc=nan < 0.8"),
+])
+def test_each_gate_rejects_on_its_own(field, value, message):
+    decision = registry.decide({**GOOD, field: value}, None, None, GATES)
+    assert (decision.promote, decision.kind) == (False, "rejected_gates")
+    assert decision.reason == f"gates not passed: {message}"
+
+
+def test_gates_come_before_the_policy_even_for_a_much_better_challenger():
+    decision = registry.decide({**GOOD, "frauds": 5}, GOOD, interval(0.2, 0.4), GATES)
+    assert decision.kind == "rejected_gates" and "frauds=5 < 20" in decision.reason
+
+
+@pytest.mark.parametrize("low, high, kind", [
+    (0.001, 0.05, "promoted"),
+    (0.0, 0.05, "rejected_policy"),  # the lower bound must be above zero, not at it
+    (-0.02, 0.03, "rejected_policy"),
+    (-0.05, -0.01, "rejected_policy"),
+])
+def test_policy_ci_needs_the_lower_bound_above_zero(low, high, kind):
+    decision = registry.decide(GOOD, GOOD, interval(low, high, 0.01), GATES, "ci")
+    assert decision.kind == kind and decision.promote == (kind == "promoted")
+    assert (decision.diff, decision.ci_low, decision.ci_high) == (0.01, low, high)
+
+
+def test_policy_better_compares_the_observed_difference():
+    better = {**GOOD, "average_precision": 0.51}
+    assert registry.decide(better, GOOD, None, GATES, "better").kind == "promoted"
+    assert registry.decide(GOOD, GOOD, None, GATES, "better").kind == "rejected_policy"
+    # With an interval, its observed difference is used, and its bounds are reported.
+    decision = registry.decide(GOOD, GOOD, interval(-0.1, 0.3, 0.02), GATES, "better")
+    assert decision.kind == "promoted" and decision.ci_low == -0.1
+
+
+def test_policy_errors():
+    with pytest.raises(ValueError, match="needs a bootstrap interval"):
+        registry.decide(GOOD, GOOD, None, GATES, "ci")
+    with pytest.raises(ValueError, match="unknown policy"):
+        registry.decide(GOOD, GOOD, interval(0.1, 0.2), GATES, "vibes")
+
+
+# The registry: a local SQLite store and the MLflow server ---------------------------------------
+
+@pytest.fixture(scope="module", params=["local", "server"])
+def tracking_uri(request, tmp_path_factory):
+    if request.param == "local":
+        return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+    return request.getfixturevalue("mlflow_server")
+
+
+@dataclass
+class Model:
+    client: mlflow.MlflowClient
+    name: str
+    experiment_id: str
+
+    def new_version(self) -> tuple[str, str]:
+        """A run and a version registered from it: (version, run id)."""
+        run = self.client.create_run(self.experiment_id)
+        self.client.set_terminated(run.info.run_id)
+        version = self.client.create_model_version(
+            self.name, f"{run.info.artifact_uri}/model", run.info.run_id)
+        return str(version.version), run.info.run_id
+
+    def alias(self, alias: str) -> str | None:
+        return registry.alias_version(self.client, self.name, alias)
+
+    def decision_tag(self, version: str) -> str | None:
+        return self.client.get_model_version(self.name, version).tags.get("fraudops.decision")
+
+    def promote(self, challenger: dict, champion: dict | None, bootstrap=None,
+                policy: str = "ci") -> tuple[str, registry.Decision]:
+        """What the promote job does, without Spark: a new version, a decision, the aliases."""
+        version, run_id = self.new_version()
+        decision = registry.decide(challenger, champion, bootstrap, GATES, policy)
+        registry.apply_decision(self.client, self.name, version, decision, run_id)
+        return version, decision
+
+
+@pytest.fixture
+def model(tracking_uri, tmp_path, monkeypatch) -> Model:
+    """A fresh registered model (and experiment) for each test, on either store."""
+    # mlflow-artifacts:/ URIs resolve against the global tracking URI, as the jobs set it.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    name = f"fraud-test-{uuid.uuid4().hex[:8]}"
+    location = (tmp_path / "artifacts").as_uri() if tracking_uri.startswith("sqlite") else None
+    experiment_id = client.create_experiment(name, artifact_location=location)
+    client.create_registered_model(name)
+    return Model(client, name, experiment_id)
+
+
+def test_first_passing_model_becomes_champion_and_the_decision_is_recorded(model):
+    version, decision = model.promote(GOOD, None)
+    assert decision.kind == "first_champion"
+    assert model.alias(CHAMPION) == version and model.alias(PREVIOUS) is None
+    mv = model.client.get_model_version(model.name, version)
+    assert mv.tags["fraudops.decision"] == "first_champion"
+    assert json.loads(mv.tags["fraudops.decision_detail"])["kind"] == "first_champion"
+    run = model.client.get_run(mv.run_id)
+    assert json.loads(run.data.tags["fraudops.decision_detail"])["promote"] is True
+
+
+def test_a_first_model_failing_the_gates_gets_no_alias(model):
+    version, decision = model.promote({**GOOD, "roc_auc": 0.6}, None)
+    assert decision.kind == "rejected_gates"
+    assert model.alias(CHAMPION) is None and model.decision_tag(version) == "rejected_gates"
+
+
+def test_a_worse_challenger_is_rejected_and_the_champion_stays(model):
+    first, _ = model.promote(GOOD, None)
+    worse = {**GOOD, "average_precision": 0.45}
+    second, decision = model.promote(worse, GOOD, interval(-0.08, 0.0, -0.05))
+    assert decision.kind == "rejected_policy" and not decision.promote
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) is None
+    assert model.decision_tag(second) == "rejected_policy"
+    assert model.decision_tag(first) == "first_champion"
+
+
+def test_a_better_challenger_is_promoted_and_the_old_champion_becomes_previous(model):
+    first, _ = model.promote(GOOD, None)
+    better = {**GOOD, "average_precision": 0.6}
+    second, decision = model.promote(better, GOOD, interval(0.02, 0.15, 0.1))
+    assert decision.kind == "promoted"
+    assert model.alias(CHAMPION) == second and model.alias(PREVIOUS) == first
+    third, _ = model.promote({**GOOD, "average_precision": 0.7}, better, interval(0.01, 0.2))
+    assert model.alias(CHAMPION) == third and model.alias(PREVIOUS) == second
+
+
+def test_a_challenger_failing_a_gate_is_rejected_even_if_better(model):
+    first, _ = model.promote(GOOD, None)
+    second, decision = model.promote({**GOOD, "average_precision": 0.9, "frauds": 10}, GOOD,
+                                     interval(0.2, 0.5))
+    assert decision.kind == "rejected_gates" and "frauds=10 < 20" in decision.reason
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) is None
+    assert model.decision_tag(second) == "rejected_gates"
+
+
+def test_re_deciding_the_champion_itself_keeps_previous_unset(model):
+    first, run_id = model.new_version()
+    decision = registry.decide(GOOD, None, None, GATES)
+    registry.apply_decision(model.client, model.name, first, decision, run_id)
+    registry.apply_decision(model.client, model.name, first, decision, run_id)
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) is None
+
+
+def test_rollback_swaps_champion_and_previous_and_a_second_one_undoes_it(model):
+    first, _ = model.promote(GOOD, None)
+    second, _ = model.promote({**GOOD, "average_precision": 0.6}, GOOD, interval(0.02, 0.15))
+
+    assert registry.rollback(model.client, model.name) == (first, second)
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) == second
+    assert model.decision_tag(first) == "rolled_back_to"
+    assert model.decision_tag(second) == "promoted"
+
+    assert registry.rollback(model.client, model.name) == (second, first)
+    assert model.alias(CHAMPION) == second and model.alias(PREVIOUS) == first
+    assert model.decision_tag(second) == "rolled_back_to"
+
+
+def test_rollback_without_previous_is_a_clear_error(model):
+    with pytest.raises(SystemExit, match=f"{model.name} has no @previous version"):
+        registry.rollback(model.client, model.name)  # no version at all
+    first, _ = model.promote(GOOD, None)
+    with pytest.raises(SystemExit, match="no @previous version to roll back to"):
+        registry.rollback(model.client, model.name)
+    assert model.alias(CHAMPION) == first
+
+
+def test_alias_version_is_none_for_an_unknown_alias_or_model(model):
+    assert model.alias("nope") is None
+    assert registry.alias_version(model.client, f"{model.name}-missing", CHAMPION) is None
+
+
+# The rollback CLI on a local SQLite store --------------------------------------------------------
+
+@pytest.fixture
+def local_model(tmp_path, monkeypatch) -> tuple[str, Model]:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path))
+    uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    name = f"fraud-cli-{uuid.uuid4().hex[:8]}"
+    experiment_id = client.create_experiment(name, (tmp_path / "artifacts").as_uri())
+    client.create_registered_model(name)
+    return uri, Model(client, name, experiment_id)
+
+
+def test_rollback_cli_moves_the_champion_back_and_prints_a_summary(local_model, capsys):
+    uri, model = local_model
+    first, _ = model.promote(GOOD, None)
+    second, _ = model.promote({**GOOD, "average_precision": 0.6}, GOOD, interval(0.02, 0.15))
+
+    summary = rollback.main(["--tracking-uri", uri, "--model-name", model.name])
+    expected = {"model_name": model.name, "rolled_back_from": second,
+                "champion_version": first, "previous_version": second}
+    assert summary == expected
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == expected
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) == second
+
+
+def test_rollback_cli_reads_the_tracking_uri_from_the_environment(local_model, monkeypatch):
+    uri, model = local_model
+    first, _ = model.promote(GOOD, None)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(SystemExit, match="no @previous version"):
+        rollback.main(["--model-name", model.name])
+    assert model.alias(CHAMPION) == first
+
+
+def test_rollback_cli_help(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_info:
+        rollback.main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m fraudops.model.rollback")
+    assert "--tracking-uri" in out and "(default: fraud-detector)" in out
+
+
+NO_PYSPARK = """
+import sys
+class NoSpark:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pyspark" or name.startswith("pyspark."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NoSpark())
+from fraudops.model import rollback
+from tests.paths import REPO
+rollback.main(sys.argv[1:])
+"""
+
+
+def test_rollback_cli_runs_without_pyspark(local_model):
+    """As in an image without Spark: pyspark cannot be imported at all."""
+    uri, model = local_model
+    first, _ = model.promote(GOOD, None)
+    second, _ = model.promote({**GOOD, "average_precision": 0.6}, GOOD, interval(0.02, 0.15))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["PYTHONPATH"] = str(REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_PYSPARK, "--tracking-uri", uri, "--model-name", model.name],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["champion_version"] == first
+    assert f"moved from v{second} to v{first}" in result.stderr
+    assert model.alias(CHAMPION) == first

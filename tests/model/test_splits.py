@@ -1,0 +1,56 @@
+"""Time-ordered splits: no later day before an earlier one, the delay kept, folds inside."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fraudops.model.splits import Period, prequential_folds, split_ending
+
+
+def _d(day: str) -> dt.date:
+    return dt.date.fromisoformat(day)
+
+
+def test_default_split_is_21_7_7_ending_on_the_logical_date():
+    split = split_ending("2018-05-31", 21, 7, 7)
+    assert split.test == Period("2018-05-25", "2018-05-31")
+    assert split.delay == Period("2018-05-18", "2018-05-24")
+    assert split.train == Period("2018-04-27", "2018-05-17")
+    assert (split.train.days, split.delay.days, split.test.days) == (21, 7, 7)
+
+
+@given(
+    end=st.dates(dt.date(2018, 1, 1), dt.date(2030, 1, 1)),
+    train=st.integers(1, 60), delay=st.integers(0, 14), test=st.integers(1, 14),
+)
+def test_periods_are_ordered_contiguous_and_keep_the_delay(end, train, delay, test):
+    split = split_ending(end.isoformat(), train, delay, test)
+    assert _d(split.train.end) < _d(split.test.start)
+    assert (_d(split.test.start) - _d(split.train.end)).days == delay + 1
+    assert split.test.end == end.isoformat()
+    assert (split.train.days, split.test.days) == (train, test)
+
+
+@given(n=st.integers(1, 5), fold_train=st.integers(1, 10), assess=st.integers(1, 7))
+def test_prequential_folds_stay_inside_the_training_window(n, fold_train, assess):
+    window = Period("2018-04-01", "2018-05-20")
+    try:
+        folds = prequential_folds(window, n, fold_train, 7, assess)
+    except ValueError:
+        assert fold_train + 7 + assess > window.days
+        return
+    assert 1 <= len(folds) <= n
+    for earlier, later in zip(folds[1:], folds):
+        assert _d(earlier.test.end) < _d(later.test.end)  # each fold shifted back in time
+    for fold in folds:
+        assert window.start <= fold.train.start and fold.test.end <= window.end
+        assert (_d(fold.test.start) - _d(fold.train.end)).days == 8
+
+
+def test_a_window_too_short_for_any_fold_is_a_clear_error():
+    with pytest.raises(ValueError, match="no prequential fold"):
+        prequential_folds(Period("2018-04-01", "2018-04-10"), 2, 7, 7, 3)

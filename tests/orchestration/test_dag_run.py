@@ -1,0 +1,138 @@
+"""The DAG run by the real Airflow CLI, and what the Airflow side needs installed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from fraudops.core import storage
+from fraudops.core.lake import Lake
+from fraudops.core.steps import safe_id
+from fraudops.orchestration.arrivals import clean_summary
+from fraudops.orchestration.local_airflow import REPO, local_airflow_env
+
+SKIP_PATH = {
+    "detect_new_files": "success",
+    "no_new_data": "success",
+    "clean": "skipped",
+    "has_new_rows": "skipped",
+    "no_new_rows": "skipped",
+    "features": "skipped",
+    "train": "skipped",
+    "promote": "skipped",
+    "score": "skipped",
+    "report": "skipped",
+}
+
+
+@pytest.mark.slow
+def test_a_day_without_raw_files_ends_on_the_skip_path(local_airflow, tmp_path):
+    # Only a file from a later day: it has not "arrived" by the run's logical day.
+    storage.write_bytes(Lake(str(tmp_path / "lake")).raw_file("2018-04-05"), b"future\n")
+    result = local_airflow.dags_test("2018-04-01")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "0 new raw file(s) by 2018-04-01" in result.stdout
+    assert local_airflow.dag_run("2018-04-01").state == "success"
+    assert local_airflow.task_states("2018-04-01") == SKIP_PATH
+
+
+def test_clean_summary_is_read_for_the_run(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    with pytest.raises(RuntimeError, match="run summary"):
+        clean_summary(lake, "run-1")
+    storage.write_json(lake.run_summary("clean", "run-1"), {"has_new_rows": False, "new_files": 1})
+    assert clean_summary(lake, "run-1")["has_new_rows"] is False
+
+
+def test_make_airflow_env_matches_the_test_environment(tmp_path):
+    """make/airflow.mk (for `make ui` and `make demo`) and these tests run the same Airflow."""
+    text = (REPO / "make" / "airflow.mk").read_text()
+    block = re.search(r"^AIRFLOW_ENV := \\\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
+    make_env = dict(re.findall(r"^\t(\w+)=(\S+)", block, re.MULTILINE))
+    test_env = local_airflow_env(tmp_path, tmp_path)
+    # The tests also pin the lake under their tmp_path; make leaves it to FRAUDOPS_HOME.
+    ours = {k for k in test_env if k.startswith(("AIRFLOW", "FRAUDOPS_"))} - {"FRAUDOPS_LAKE_ROOT"}
+    assert set(make_env) == ours
+    for name in ("AIRFLOW__CORE__LOAD_EXAMPLES", "FRAUDOPS_BACKEND"):
+        assert make_env[name] == test_env[name]
+    assert make_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+
+
+_WITHOUT_PYSPARK = textwrap.dedent(
+    """
+    import sys
+    sys.modules["pyspark"] = None  # any import of pyspark now fails
+    {body}
+    """
+)
+
+
+def _run_without_pyspark(body: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", _WITHOUT_PYSPARK.format(body=textwrap.dedent(body))],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_detect_new_files_runs_without_pyspark(tmp_path):
+    env = local_airflow_env(tmp_path / "airflow", tmp_path)
+    result = _run_without_pyspark(
+        f"""
+        from fraudops.core.lake import Lake
+        from fraudops.orchestration.arrivals import new_raw_files
+        print(new_raw_files(Lake({str(tmp_path / "lake")!r}), "2018-04-01"))
+        """,
+        env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _branch(dag, task_id, monkeypatch, ds, run_id="manual__x"):
+    """Call a branch task's function as Airflow would, for the run (ds, run_id)."""
+    function = dag.get_task(task_id).python_callable
+    context = {"ds": ds, "run_id": run_id}
+    monkeypatch.setitem(function.__globals__, "get_current_context", lambda: context)
+    return function()
+
+
+def test_detect_new_files_branches_on_arrived_unprocessed_files(local_dag, monkeypatch):
+    lake = Lake(local_dag.get_task("clean").settings.lake_root)
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01") == "no_new_data"
+    storage.write_bytes(lake.raw_file("2018-04-02"), b"a day\n")
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01") == "no_new_data"
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-02") == "clean"
+    (entry,) = storage.list_files(lake.raw)
+    storage.write_json(
+        lake.manifest, {"2018-04-02.txt": {"size": entry.size, "mtime_ns": entry.mtime_ns}}
+    )
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-02") == "no_new_data"
+
+
+def test_has_new_rows_follows_the_clean_summary_of_the_run(local_dag, monkeypatch):
+    lake = Lake(local_dag.get_task("clean").settings.lake_root)
+    run_id = "scheduled__2018-04-02T00:00:00+00:00"
+    summary = lake.run_summary("clean", safe_id(run_id))
+    storage.write_json(summary, {"has_new_rows": True, "new_files": 1})
+    assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "features"
+    storage.write_json(summary, {"has_new_rows": False, "new_files": 1})
+    assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "no_new_rows"
+
+
+def test_dags_test_kills_a_run_that_hangs_without_output(tmp_path, monkeypatch):
+    from fraudops.orchestration import local_airflow
+
+    silent = tmp_path / "airflow"
+    silent.write_text("#!/bin/sh\nsleep 60\n")
+    silent.chmod(0o755)
+    monkeypatch.setattr(local_airflow, "AIRFLOW_BIN", silent)
+    airflow = local_airflow.LocalAirflow(local_airflow_env(tmp_path / "home", tmp_path))
+    with pytest.raises(subprocess.TimeoutExpired):
+        airflow.dags_test("2018-04-01", timeout=1)

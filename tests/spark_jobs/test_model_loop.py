@@ -1,0 +1,135 @@
+"""Train -> promote -> score -> rollback on a small generated lake, with a real MLflow store:
+the local default (SQLite) and, where the fixtures can start one, an MLflow server on
+PostgreSQL with S3 (moto) artifacts."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from fraudops.core.lake import Lake
+from fraudops.model import registry, tracking
+from fraudops.simulator.generate import generate_lake
+from spark_jobs import clean, features, promote, report, score, train
+from spark_jobs.datasets import clean_days
+
+pytestmark = pytest.mark.slow
+
+AS_OF = "2018-05-08"
+CFG = train.TrainConfig(folds=1, fold_train_days=7, fold_assess_days=3, grid="small")
+LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_rows=100,
+                       min_test_frauds=5)
+
+
+@pytest.fixture(scope="module")
+def small_lake(spark, tmp_path_factory) -> Lake:
+    lake = Lake(str(tmp_path_factory.mktemp("loop") / "lake"))
+    generate_lake(lake, "2018-04-01", 38, customers=600, terminals=1200, seed=3)
+    clean.run(lake, None, "setup", spark)
+    features.run(spark, lake, clean_days(lake))
+    return lake
+
+
+@pytest.fixture(scope="module", params=["local", "server"])
+def store(request, tmp_path_factory):
+    """The tracking URI each scenario runs against, set the way users set it: the env var."""
+    if request.param == "local":
+        uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    else:
+        try:
+            uri = request.getfixturevalue("mlflow_server")
+        except pytest.FixtureLookupError:
+            pytest.skip("no mlflow_server fixture (tests/conftest.py) in this checkout")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("FRAUDOPS_HOME", str(tmp_path_factory.mktemp("home")))
+        yield uri
+
+
+@pytest.fixture(scope="module")
+def trained(spark, small_lake, store):
+    return train.run(spark, small_lake, AS_OF, "run-1", CFG)
+
+
+def test_training_logs_trials_inputs_model_and_plots(trained, store):
+    client = mlflow.MlflowClient()
+    parent = client.get_run(trained["mlflow_run_id"])
+    trials = client.search_runs([parent.info.experiment_id],
+                                f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert {t.data.tags["fraudops.trial_family"] for t in trials} == {"gbt", "random_forest"}
+    assert all("validation_average_precision" in t.data.metrics for t in trials)
+    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {"train", "test"}
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {"plots/test_roc.png", "plots/test_precision_recall.png",
+            "plots/feature_importances.png"} <= artifacts
+    version = client.get_model_version(tracking.MODEL_NAME, trained["model_version"])
+    assert version.run_id == parent.info.run_id
+    info = mlflow.models.get_model_info(f"models:/{tracking.MODEL_NAME}/{version.version}")
+    assert info.signature is not None and "pyspark" in str(info.flavors)
+    for key in ("roc_auc", "average_precision", "card_precision_at_100"):
+        assert 0.0 <= trained["test_metrics"][key] <= 1.0
+
+
+def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
+        spark, small_lake, trained, store):
+    first = promote.run(spark, small_lake, AS_OF, "run-1", LOOSE, "ci", 200)
+    assert first["decision"] == "first_champion"
+    assert first["champion_version"] == trained["model_version"]
+
+    # A second version of the very same model: the interval of the difference is [0, 0].
+    client = mlflow.MlflowClient()
+    source = client.get_model_version(tracking.MODEL_NAME, trained["model_version"]).source
+    twin = client.create_model_version(tracking.MODEL_NAME, source, trained["mlflow_run_id"])
+    _write_train_summary(small_lake, "run-2", trained, twin.version)
+    second = promote.run(spark, small_lake, AS_OF, "run-2", LOOSE, "ci", 200)
+    assert second["decision"] == "rejected_policy"
+    assert second["interval"]["low"] == second["interval"]["high"] == 0.0
+    assert second["champion_version"] == trained["model_version"]
+
+    strict = registry.Gates(min_roc_auc=0.999, min_average_precision=0.99)
+    third = promote.run(spark, small_lake, AS_OF, "run-2", strict, "better", 200)
+    assert third["decision"] == "rejected_gates"
+
+
+def test_scoring_uses_the_aliased_version_and_follows_rollback(spark, small_lake, trained,
+                                                                store):
+    client = mlflow.MlflowClient()
+    versions = sorted(int(v.version) for v in client.search_model_versions(
+        f"name = '{tracking.MODEL_NAME}'"))
+    assert len(versions) >= 2
+    champion, other = str(versions[0]), str(versions[-1])
+    client.set_registered_model_alias(tracking.MODEL_NAME, registry.CHAMPION, other)
+    client.set_registered_model_alias(tracking.MODEL_NAME, registry.PREVIOUS, champion)
+
+    day = "2018-05-08"
+    summary = score.run(spark, small_lake, day, "score-1", top_k=50)
+    scores = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
+    assert summary["model_version"] == other and set(scores["model_version"]) == {int(other)}
+    assert sorted(scores["rank"]) == list(range(1, len(scores) + 1))
+    assert scores.sort_values("rank")["fraud_probability"].is_monotonic_decreasing
+    alerts = pd.read_parquet(f"{small_lake.alerts}/tx_date={day}")
+    assert len(alerts) == 50 and alerts["customer_id"].is_unique
+    assert summary["psi"] and all(v >= 0 for v in summary["psi"].values())
+
+    registry.rollback(client, tracking.MODEL_NAME)
+    score.run(spark, small_lake, day, "score-2", top_k=50)
+    rescored = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
+    assert set(rescored["model_version"]) == {int(champion)}
+    assert registry.alias_version(client, tracking.MODEL_NAME, registry.PREVIOUS) == other
+
+
+def test_report_draws_the_history(small_lake, trained, store, tmp_path):
+    out = report.run(small_lake, "report-1", tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert out["report"].endswith("index.html")
+    # The latest decision of each day is shown: the strict-gates re-run of AS_OF above.
+    assert "rejected_gates" in page and "metrics.png" in page and "volumes.png" in page
+    assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
+
+
+def _write_train_summary(lake, run_id, trained, version):
+    from fraudops.core import storage
+
+    storage.write_json(lake.run_summary("train", run_id), {**trained, "run_id": run_id,
+                                                           "model_version": str(version)})

@@ -1,0 +1,54 @@
+"""get_spark under spark-submit, as the spark-operator's driver pod runs every step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyspark
+
+from spark_jobs import session as spark_session
+from tests.paths import REPO
+
+SPARK_SUBMIT = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+
+PROBE = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from spark_jobs.session import _LOCAL_SQL_SETTINGS, get_spark
+session = get_spark("probe")
+print("master", session.sparkContext.master)
+for key in _LOCAL_SQL_SETTINGS:
+    print(key, session.conf.get(key))
+"""
+
+
+def test_spark_submit_keeps_its_master_and_a_local_one_gets_the_local_settings(tmp_path):
+    """The master spark-submit was given wins over the local default (in a driver pod it is
+    the cluster's), and a local one still gets the local-only settings."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "FRAUDOPS_SPARK_MASTER": "local[2]"}
+    env.pop("PYSPARK_SUBMIT_ARGS", None)
+    result = subprocess.run([str(SPARK_SUBMIT), "--master", "local[1]", str(probe)], env=env,
+                            cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    printed = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    assert printed["master"] == "local[1]"
+    for key, value in spark_session._LOCAL_SQL_SETTINGS.items():
+        assert printed[key] == value
+
+
+def test_who_chose_the_master(monkeypatch):
+    for name in ("PYSPARK_GATEWAY_PORT", "PYSPARK_SUBMIT_ARGS", "SPARK_MASTER"):
+        monkeypatch.delenv(name, raising=False)
+    assert not spark_session.launcher_sets_master()  # a plain `python -m`: get_spark picks
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--master local[3] pyspark-shell")
+    assert spark_session.launcher_sets_master()
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.master=local[3] pyspark-shell")
+    assert spark_session.launcher_sets_master()
+    monkeypatch.delenv("PYSPARK_SUBMIT_ARGS")
+    monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")  # started by spark-submit
+    assert spark_session.launcher_sets_master()
