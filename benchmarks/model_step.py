@@ -29,7 +29,7 @@ from fraudops.orchestration.settings import parse_step_args
 from fraudops.simulator.generate import generate_lake
 
 log = logging.getLogger(__name__)
-BAR_SECONDS = 180  # issue 3: train plus promote for one day of the demo lake under 3 minutes
+BAR_SECONDS = 180  # the bar: train plus promote for one day of the demo lake
 
 
 def step_seconds(name: str, ctx: RunContext, env: dict[str, str], logfile) -> float:

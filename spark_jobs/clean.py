@@ -117,7 +117,7 @@ def parse(lines: DataFrame) -> DataFrame:
     Three projections, each over the columns of the one before: the fields as text, then as
     types, then the rule. In a single projection Spark would split, trim and cast the line
     again inside every branch of the rule (it does not share subexpressions with conditional
-    branches), which measured a third of the parse time on 10 M rows.
+    branches), a large share of the parse time.
     """
     parts = F.split("line", ",", -1)
     text = lines.select(
@@ -181,7 +181,7 @@ def id_spans(parsed: DataFrame, max_spans_per_part: int = MAX_SPANS_PER_PART,
     spans, one per offset, whose ranges meet only around the insertions. A span is also cut at
     every 2**block_bits ids: late copies of an earlier day's transactions, inserted in time
     order, often share an offset, and would otherwise stand as one wide span over that day's
-    ids (measured: four such on the demo-defect lake). A part of more than
+    ids. A part of more than
     ``max_spans_per_part`` spans (ids out of order) stands as one span, and its day is
     scattered: only the exact check can tell its repeats.
 

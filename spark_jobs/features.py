@@ -137,7 +137,7 @@ def key_time_order(key: str) -> Column:
 
     A window sorts by key, then time: a sort on two keys, which Spark does by comparisons.
     Sorting first on one long that orders the same way takes Spark's radix sort, and the
-    window's own sort then finds its input in order (measured: half the window stage). Bit
+    window's own sort then finds its input in order. Bit
     operations, not arithmetic: they cannot overflow, and a key or time beyond 32 bits only
     leaves the window's sort more to do.
     """
@@ -183,7 +183,7 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
     with_features = with_sums.select(*rows.columns, *features)
     names = [c for c in with_features.columns if c not in rows.columns]
     # Rows leave the window grouped by key; gathering each day before the write gives one file
-    # per day, not one per day and task (at no cost in time, measured on 10 M rows).
+    # per day, not one per day and task.
     # The time stamp is rebuilt from the seconds, not carried through the shuffle and sorts:
     # clean time stamps are whole seconds (clean.TIMESTAMP_SHAPE).
     return with_features.where("_target").select(

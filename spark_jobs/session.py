@@ -16,13 +16,12 @@ _DEFAULTS = {
     "spark.sql.shuffle.partitions": os.environ.get("FRAUDOPS_SHUFFLE_PARTITIONS", "8"),
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.parquet.compression.codec": "zstd",
-    # Measured on the 10 M-row benchmark: Parquet's dictionary pages cost more CPU than they
-    # save on these mostly distinct values, and zstd alone makes smaller files; INT96 time
+    # Parquet's dictionary pages cost more CPU than they save on these mostly distinct
+    # values, and zstd alone makes smaller files; INT96 time
     # stamps are deprecated and slower to write than INT64 microseconds.
     "spark.hadoop.parquet.enable.dictionary": "false",
-    # zstd's fastest level: clean then features in fresh JVMs on the benchmark lake took a median
-    # 3.6 s less than at the default level 3 (six alternated pairs, all six won), for 14% more
-    # Parquet (521 against 456 MB).
+    # zstd's fastest level: faster clean and features than the default level 3 for somewhat
+    # larger files (docs/performance.md).
     "spark.hadoop.parquet.compression.codec.zstd.level": "1",
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # The cleaning job caches one parsed batch for a few passes; compressing it cost as much
@@ -41,7 +40,7 @@ _DEFAULTS = {
 _LOCAL_SQL_SETTINGS = {
     # Spark lists more than 32 paths (a batch's raw files or day folders) with a job of its
     # own, so that executors share the requests. In one local JVM that job runs on the same
-    # cores and cost 1 to 2 s per read of 105 days, which the driver lists in milliseconds.
+    # cores and costs more than the driver's own listing.
     "spark.sql.sources.parallelPartitionDiscovery.threshold": "100000",
 }
 

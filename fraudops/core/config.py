@@ -16,9 +16,8 @@ S3_ENDPOINT_ENV = "FRAUDOPS_S3_ENDPOINT"
 HOME_ENV = "FRAUDOPS_HOME"
 
 # JVM options of every Spark driver and executor, local or in a SparkApplication. Batch jobs
-# want throughput, not short pauses: the parallel collector took about 10% less CPU than G1 in
-# the features job on the 10 M-row benchmark (cleaning showed no difference above run-to-run
-# noise).
+# want throughput, not short pauses: the parallel collector costs less CPU than G1 in the
+# features job (docs/performance.md).
 SPARK_JVM_OPTIONS = "-XX:+UseParallelGC"
 
 
