@@ -3,12 +3,22 @@ SparkSession and small lakes to write into (benchmarks/tests/conftest.py imports
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
 
+from fraudops.core import cli
 from fraudops.core.lake import Lake
 from tests import servers
+
+
+@pytest.fixture(autouse=True)
+def our_logs_reach_caplog():
+    """A job's main() (cli.setup_logging) stops our loggers from propagating, so that libraries
+    that reset the root logger cannot hide them; in tests they propagate again, to caplog."""
+    for name in cli.OUR_LOGGERS:
+        logging.getLogger(name).propagate = True
 
 
 @pytest.fixture(scope="session")
