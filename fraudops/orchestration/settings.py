@@ -114,11 +114,16 @@ def _step_args() -> dict[str, tuple[str, ...]]:
     return found
 
 
+def kubernetes_lake_root() -> str:
+    """The lake root on Kubernetes unless FRAUDOPS_LAKE_ROOT says otherwise."""
+    return f"s3a://{platform()['buckets']['lake']}/lake"
+
+
 def _lake_root(on_kubernetes: bool) -> str:
     if root := os.environ.get(config.LAKE_ROOT_ENV):
         return root.rstrip("/")
     if on_kubernetes:
-        return f"s3a://{platform()['buckets']['lake']}/lake"
+        return kubernetes_lake_root()
     return config.default_lake_root()
 
 
