@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.k8s.manifests import MLFLOW_CHART, REPO, objects, one, render_chart
+from tests.k8s.manifests import MLFLOW_CHART, objects, one, render_chart
+from tests.paths import REPO
 from tests.tools import venv_tool
 
 IMAGES_DIR = REPO / "images"

@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from fraudops.core.platform import platform
-from tests.k8s.manifests import KUBE_VERSION, REPO, deep_merge, objects, render_chart
+from tests.k8s.manifests import KUBE_VERSION, deep_merge, objects, render_chart
+from tests.paths import REPO
 
 CHART_CACHE = REPO / ".tools" / "charts"
 VERSIONS = yaml.safe_load((REPO / "charts" / "versions.yaml").read_text())["data"]

@@ -13,7 +13,8 @@ from fraudops.core import storage
 from fraudops.core.lake import Lake
 from fraudops.core.steps import safe_id
 from fraudops.orchestration.arrivals import clean_summary
-from fraudops.orchestration.local_airflow import REPO, local_airflow_env
+from fraudops.orchestration.local_airflow import local_airflow_env
+from tests.paths import REPO
 
 SKIP_PATH = {
     "detect_new_files": "success",

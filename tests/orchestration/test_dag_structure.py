@@ -11,8 +11,9 @@ import pytest
 
 from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS
-from fraudops.orchestration.local_airflow import REPO, local_airflow_env
+from fraudops.orchestration.local_airflow import local_airflow_env
 from tests.orchestration.conftest import DAG_FILE, load_dag
+from tests.paths import REPO
 
 EXPECTED_EDGES = {
     ("detect_new_files", "clean"),
