@@ -159,7 +159,9 @@ def test_database_is_upgraded_before_the_server_starts(rendered):
     if values.get("backendStore", {}).get("upgradeOnStart", True):
         (upgrade,) = init
         assert "pg_advisory_lock" in upgrade["args"][0]
-        assert 'commands.main(["upgrade", uri]' in upgrade["args"][0]
+        # Both paths of MLflow's schema code; tests/k8s/test_mlflow_chart_runs.py runs them.
+        assert "utils._initialize_tables(engine)" in upgrade["args"][0]
+        assert "utils._upgrade_db(engine)" in upgrade["args"][0]
         assert env_of(upgrade)["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"]
     else:
         assert init == []
