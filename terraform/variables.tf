@@ -145,7 +145,7 @@ variable "system_node_group" {
     core_fraction = optional(number, 100)
     disk_type     = optional(string, "network-ssd")
     disk_size     = optional(number, 64)
-    size          = optional(number, 1)
+    size          = optional(number, 2)
   })
   description = "Always-on nodes for Airflow, MLflow and spark-operator: platform, vCPUs, RAM (GB), guaranteed vCPU share (%), boot disk and node count."
   default     = {}

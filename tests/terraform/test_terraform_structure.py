@@ -221,19 +221,15 @@ def test_nodes_have_no_public_ip_and_the_cluster_security_group(name):
 
 
 def test_spark_node_group_defaults_fit_the_largest_step():
-    from fraudops.core.steps import STEPS
+    """Spark's own overhead rules (40% for Python, at least 384 MiB) and the node's allocatable,
+    through fraudops.core.capacity; tests/k8s/test_capacity.py checks every step and quota."""
+    from fraudops.core import capacity
+    from tests.k8s.test_capacity import node_room, step_applications
 
-    node = hcl.object_defaults("spark_node_group")
-    train = STEPS["train"].resources
-    # Spark adds max(10%, 384 MiB) of overhead; kubelet and system pods keep about 10% of a node.
-    executor_gb = int(train.executor_memory.rstrip("g")) * 1.1
-    driver_gb = int(train.driver_memory.rstrip("g")) * 1.1
-    executors_per_node = min(node["cores"] // train.executor_cores,
-                             (node["memory"] * 0.9) // executor_gb)
-    assert executors_per_node >= 1
-    assert node["memory"] * 0.9 >= driver_gb
-    # The driver takes one executor slot on one node.
-    assert executors_per_node * node["max_size"] - 1 >= train.max_executors
+    train = capacity.spark_pods(step_applications()["train"])
+    room, nodes = node_room("spark_node_group")
+    assert train.executor.fits_in(room) and train.driver.fits_in(room)
+    assert capacity.pack(train.largest, room, nodes) is not None
 
 
 # --- network ---------------------------------------------------------------------------------
