@@ -49,30 +49,10 @@ DEV_VALUES =
 endif
 image_ref = $(DEPLOY_REGISTRY)$(call image_name,$(1)):$(DEPLOY_TAG)
 
-.PHONY: images images-dev spark-jars-pin deploy deploy-check undeploy port-forward-airflow \
+.PHONY: images images-dev deploy deploy-check undeploy port-forward-airflow \
 	port-forward-mlflow argocd-bootstrap charts-pull
 
-images/spark/jars.sha512:
-	@echo "images/spark/jars.sha512 is missing: run 'make spark-jars-pin', review and commit it" >&2
-	@exit 1
-
-spark-jars-pin: ## Pin the S3A jars of the Spark image (downloads them, checks Maven's SHA-1, writes SHA-512)
-	@set -euo pipefail; \
-	hadoop=$$(sed -n 's/^ARG HADOOP_VERSION=//p' images/spark/Dockerfile); \
-	sdk=$$(sed -n 's/^ARG AWS_SDK_VERSION=//p' images/spark/Dockerfile); \
-	maven=$$(sed -n 's/^ARG MAVEN_CENTRAL=//p' images/spark/Dockerfile); \
-	work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; \
-	for url in "$$maven/org/apache/hadoop/hadoop-aws/$$hadoop/hadoop-aws-$$hadoop.jar" \
-	           "$$maven/software/amazon/awssdk/bundle/$$sdk/bundle-$$sdk.jar"; do \
-		name=$${url##*/}; \
-		curl -fsSL -o "$$work/$$name" "$$url"; \
-		echo "$$(curl -fsSL "$$url.sha1" | cut -c1-40)  $$work/$$name" | sha1sum --check --quiet -; \
-		(cd "$$work" && sha512sum "$$name"); \
-	done > images/spark/jars.sha512.new; \
-	mv images/spark/jars.sha512.new images/spark/jars.sha512; \
-	echo ">>> wrote images/spark/jars.sha512: review the diff and commit it"
-
-images: images/spark/jars.sha512 $(VENV)/.synced ## Build and push the images to cr.yandex/<registry>/<name>:<git sha> (TAG, REGISTRY)
+images: $(VENV)/.synced ## Build and push the images to cr.yandex/<registry>/<name>:<git sha> (TAG, REGISTRY)
 	@test -n "$(REGISTRY)" || { echo "REGISTRY unknown: run make infra-secrets or set REGISTRY" >&2; exit 1; }
 	@test -n "$(TAG)" || { echo "TAG unknown: not a git checkout? set TAG" >&2; exit 1; }
 	@for image in spark airflow mlflow; do \
@@ -82,7 +62,7 @@ images: images/spark/jars.sha512 $(VENV)/.synced ## Build and push the images to
 			&& $(DOCKER) push "$(REGISTRY)/$$name:$(TAG)" || exit 1; \
 	done
 
-images-dev: images/spark/jars.sha512 $(VENV)/.synced ## Build the images as <name>:dev and load them into kind or minikube
+images-dev: $(VENV)/.synced ## Build the images as <name>:dev and load them into kind or minikube
 	@for image in spark airflow mlflow; do \
 		name=$$($(PY) -c "from fraudops.core.platform import platform; print(platform()['images']['$$image'])"); \
 		$(DOCKER) build --file images/$$image/Dockerfile --tag "$$name:dev" . || exit 1; \

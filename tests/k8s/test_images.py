@@ -25,8 +25,6 @@ IMAGES_DIR = REPO / "images"
 IMAGES = ("spark", "airflow", "mlflow")
 HADOLINT = venv_tool("hadolint")
 SPARK_TEMPLATE = REPO / "k8s" / "spark" / "sparkapplication.template.yaml"
-# Files the Dockerfiles copy that a make target writes (they need the network), with the target.
-GENERATED = {"images/spark/jars.sha512": "make spark-jars-pin"}
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 EXACT_VERSION = re.compile(r"(?<![\d.])\d+\.\d+\.\d+(?![\d.])")
 
@@ -262,13 +260,24 @@ def copied_sources(image: str) -> list[str]:
     return sources
 
 
+def tracked(path: str) -> bool:
+    """Whether git tracks ``path`` (a file, or a folder with tracked files): what a clean
+    checkout, the deploy workflow's, holds."""
+    result = subprocess.run(["git", "ls-files", "--error-unmatch", path], cwd=REPO,
+                            capture_output=True, text=True, check=False)
+    return result.returncode == 0
+
+
 @pytest.mark.parametrize("image", IMAGES)
-def test_copied_files_exist_and_are_in_the_build_context(image):
+def test_copied_files_are_in_git_and_in_the_build_context(image):
     for source in copied_sources(image):
-        if source in GENERATED:
-            continue  # test_generated_files_match_the_dockerfile
-        assert (REPO / source).exists(), f"{image}: COPY {source}: no such file"
+        assert tracked(source.rstrip("/")), f"{image}: COPY {source}: not in git"
         assert not dockerignored(source.rstrip("/")), f"{image}: .dockerignore drops {source}"
+
+
+def test_the_git_check_catches_untracked_files():
+    assert tracked("uv.lock") and tracked("spark_jobs")
+    assert not tracked("images/spark/jars.sha512") and not tracked(".venv")
 
 
 def test_the_context_check_knows_dockerignore():
@@ -281,7 +290,8 @@ def test_the_context_check_knows_dockerignore():
 def spark_args() -> dict[str, str]:
     _, args, found = dockerfile("spark")
     (jars,) = [stage for stage in found if stage.name == "s3a-jars"]
-    return {**args, **stage_args(jars)}
+    # `ARG NAME` without a default re-declares a global ARG with its default.
+    return {**args, **{name: value for name, value in stage_args(jars).items() if value}}
 
 
 def test_spark_base_is_the_locked_pyspark_and_the_template_version():
@@ -300,12 +310,13 @@ def test_hadoop_aws_matches_the_hadoop_of_the_spark_build():
     # What the header and the stage comment say ...
     assert re.search(rf"Apache Spark [\d.]+ \(Hadoop {re.escape(hadoop)}\)", text)
     assert f"hadoop-project {hadoop}: aws-java-sdk-v2 {sdk}" in text
-    # ... what the build checks and downloads ...
-    (run,) = [i.arguments for i in dockerfile("spark")[0]
-              if i.keyword == "RUN" and "hadoop-aws" in i.arguments]
-    assert 'test -f "/opt/spark/jars/hadoop-client-api-${HADOOP_VERSION}.jar"' in run
-    assert "/org/apache/hadoop/hadoop-aws/${HADOOP_VERSION}/hadoop-aws-${HADOOP_VERSION}.jar" in run
-    assert "/software/amazon/awssdk/bundle/${AWS_SDK_VERSION}/bundle-${AWS_SDK_VERSION}.jar" in run
+    # ... what the build checks and resolves (images/spark/jars/pom.xml, tests/k8s/test_spark_jars.py) ...
+    final = dockerfile("spark")[2][-1]
+    assert any('test -f "/opt/spark/jars/hadoop-client-api-${HADOOP_VERSION}.jar"' in i.arguments
+               for i in final.instructions if i.keyword == "RUN")
+    pom = (REPO / "images" / "spark" / "jars" / "pom.xml").read_text()
+    assert "<artifactId>hadoop-aws</artifactId>\n      <version>${hadoop.version}</version>" in pom
+    assert "<artifactId>bundle</artifactId>\n      <version>${aws.sdk.version}</version>" in pom
     # ... and the Hadoop that the same Spark release ships (the locked pyspark's jars).
     import pyspark
 
@@ -314,19 +325,6 @@ def test_hadoop_aws_matches_the_hadoop_of_the_spark_build():
         pytest.skip("the installed pyspark has no jars/ to read its Hadoop version from")
     assert pyspark.__version__ == locked_version("pyspark")
     assert [p.name for p in shipped] == [f"hadoop-client-api-{hadoop}.jar"]
-
-
-def test_generated_files_match_the_dockerfile():
-    """images/spark/jars.sha512 pins exactly the two jars the build downloads."""
-    path = REPO / "images" / "spark" / "jars.sha512"
-    if not path.exists():
-        pytest.skip(f"{path.relative_to(REPO)} is not there yet: "
-                    f"{GENERATED['images/spark/jars.sha512']} writes it (needs Maven Central)")
-    args = spark_args()
-    entries = [line.split() for line in path.read_text().splitlines() if line.strip()]
-    assert all(len(e) == 2 and re.fullmatch(r"[0-9a-f]{128}", e[0]) for e in entries), entries
-    assert sorted(name for _, name in entries) == sorted([
-        f"bundle-{args['AWS_SDK_VERSION']}.jar", f"hadoop-aws-{args['HADOOP_VERSION']}.jar"])
 
 
 def test_spark_user_is_the_applications_run_as_user():
