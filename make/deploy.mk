@@ -117,6 +117,7 @@ endif
 		--set defaultAirflowRepository=$(DEPLOY_REGISTRY)$(call image_name,airflow) \
 		--set-string defaultAirflowTag=$(DEPLOY_TAG) \
 		--set dags.gitSync.repo=$(GIT_REPO_URL) --set dags.gitSync.branch=$(GIT_BRANCH) \
+		--set dags.gitSync.rev=HEAD --set dags.gitSync.ref=$(GIT_BRANCH) \
 		--wait --wait-for-jobs --timeout $(HELM_TIMEOUT)
 	$(HELM) test $(MLFLOW_SERVICE) --namespace $(NS_PLATFORM) --timeout 5m
 	@echo ">>> deployed. make port-forward-airflow / make port-forward-mlflow"

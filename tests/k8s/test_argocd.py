@@ -3,8 +3,10 @@ the three charts), with every moving part copied in by kustomize from one place.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -91,28 +93,93 @@ def test_mlflow_chart_comes_from_this_repo(apps):
     assert source["helm"]["releaseName"] == NAMES["mlflow"]["service"]
 
 
-def test_git_sync_follows_the_repository_argo_cd_deploys(apps):
+def test_git_sync_clones_the_repository_argo_cd_deploys_at_the_pinned_revision(apps):
+    """The Application sets the repository only: the revision stays the one the deploy workflow
+    pins in charts/airflow-values.yaml (valuesObject would win over it)."""
     values = sources(applications(apps)["airflow"])[0]["helm"]["valuesObject"]
-    assert values["dags"]["gitSync"] == {"repo": SETTINGS["repo_url"], "branch": SETTINGS["revision"]}
+    assert values["dags"]["gitSync"] == {"repo": SETTINGS["repo_url"]}
+
+
+COMMIT = "a1b2c3d4e5f6" + "0123456789abcdef0123456789abcdef"[:28]
+
+
+def git_sync_ref(git_sync: dict) -> str:
+    """The revision git-sync 4 checks out from what the Airflow chart passes it: GITSYNC_REF
+    (`ref`) and the deprecated GIT_SYNC_BRANCH and GIT_SYNC_REV, which it turns into the ref
+    (cmd/git-sync/main.go), refusing a branch with a rev other than HEAD."""
+    branch, rev, ref = (str(git_sync.get(key, "")) for key in ("branch", "rev", "ref"))
+    if branch and rev in ("", "HEAD"):
+        return branch
+    if rev and not branch:
+        return rev
+    if branch and rev:
+        raise ValueError(f"git-sync refuses branch {branch!r} with rev {rev!r}")
+    return ref
+
+
+def airflow_values(root=REPO) -> dict:
+    return yaml.safe_load((root / "charts" / "airflow-values.yaml").read_text())
+
+
+def test_git_sync_follows_main_until_the_first_deploy():
+    assert git_sync_ref(airflow_values()["dags"]["gitSync"]) == "main"
+
+
+def test_make_deploy_follows_its_branch():
+    """make deploy's --set flags over the values, whatever revision they pin."""
+    text = (REPO / "make" / "deploy.mk").read_text()
+    flags = dict(re.findall(r"--set dags\.gitSync\.(\w+)=(\S+)", text))
+    assert flags.keys() >= {"branch", "rev", "ref"}, flags
+    for pinned in (airflow_values()["dags"]["gitSync"], {"branch": "", "rev": COMMIT, "ref": COMMIT}):
+        merged = {**pinned, **{k: v.replace("$(GIT_BRANCH)", "feature") for k, v in flags.items()}}
+        assert git_sync_ref(merged) == "feature"
+
+
+def test_the_git_sync_emulation_refuses_what_git_sync_refuses():
+    with pytest.raises(ValueError):
+        git_sync_ref({"branch": "main", "rev": COMMIT, "ref": COMMIT})
+    assert git_sync_ref({"branch": "", "rev": "HEAD", "ref": "main"}) == "HEAD"
 
 
 @pytest.fixture
 def bumped_copy(tmp_path):
-    """A copy of k8s/ and charts/ after CI's `kustomize edit set image` (edited as YAML here)."""
+    """A copy of k8s/ and charts/ after the deploy workflow's scripts/pin_deploy.py."""
     for folder in ("k8s", "charts"):
         shutil.copytree(REPO / folder, tmp_path / folder)
-    kustomization = tmp_path / "k8s" / "overlays" / "yandex" / "kustomization.yaml"
-    document = yaml.safe_load(kustomization.read_text())
-    for image in document["images"]:
-        image.update(newName=f"cr.yandex/crp0test/{image['name']}", newTag="a1b2c3d4e5f6")
-    kustomization.write_text(yaml.safe_dump(document))
+    subprocess.run([sys.executable, str(REPO / "scripts" / "pin_deploy.py"), "--root",
+                    str(tmp_path), "cr.yandex/crp0test", COMMIT], check=True, timeout=60)
     result = subprocess.run([require_kubectl(), "kustomize", str(tmp_path / "k8s/argocd/apps")],
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    return load_all(result.stdout)
+    return tmp_path, load_all(result.stdout)
+
+
+def test_the_deploy_commit_pins_git_sync_to_the_commit_of_its_images(bumped_copy):
+    root, _ = bumped_copy
+    git_sync = airflow_values(root)["dags"]["gitSync"]
+    assert git_sync_ref(git_sync) == COMMIT
+    assert (git_sync["rev"], git_sync["ref"], git_sync["branch"]) == (COMMIT, COMMIT, "")
+    # Nothing else in the values moved, and the comments stay.
+    before, after = airflow_values(), airflow_values(root)
+    for values in (before, after):
+        for key in ("branch", "rev", "ref"):
+            values["dags"]["gitSync"].pop(key)
+    assert before == after
+    original = (REPO / "charts" / "airflow-values.yaml").read_text()
+    pinned = (root / "charts" / "airflow-values.yaml").read_text()
+    assert [line for line in original.splitlines() if line.lstrip().startswith("#")] == [
+        line for line in pinned.splitlines() if line.lstrip().startswith("#")]
+
+
+def test_the_pin_refuses_a_short_commit(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "pin_deploy.py"), "--root",
+                             str(tmp_path), "cr.yandex/crp0test", COMMIT[:12]],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "40" in result.stderr
 
 
 def test_the_image_tag_ci_commits_reaches_every_release(bumped_copy):
+    _, bumped_copy = bumped_copy
     images = NAMES["images"]
     registry = "cr.yandex/crp0test"
     environment = one(bumped_copy, "ConfigMap", "fraudops-environment")["data"]

@@ -76,3 +76,34 @@ def test_spark_operator_chart_renders_with_our_values():
     # The drivers' ServiceAccount and Role come from k8s/base, not from the chart.
     assert not [o for o in objs if o["kind"] == "ServiceAccount"
                 and o["metadata"]["name"] == NAMES["service_accounts"]["spark_driver"]]
+
+
+def test_git_sync_checks_out_the_pinned_commit_in_the_rendered_chart(tmp_path):
+    """scripts/pin_deploy.py's values through the real chart: every git-sync container's
+    environment resolves, as git-sync 4 reads it, to the pinned commit."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.k8s.test_argocd import COMMIT, git_sync_ref
+
+    chart = pulled_chart("airflow")
+    shutil.copytree(REPO / "charts", tmp_path / "charts")
+    shutil.copytree(REPO / "k8s", tmp_path / "k8s")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "pin_deploy.py"), "--root",
+                    str(tmp_path), "cr.yandex/crp0test", COMMIT], check=True, timeout=60)
+    pinned = yaml.safe_load((tmp_path / "charts" / "airflow-values.yaml").read_text())
+    objs = objects(render_chart(chart, pinned, release="airflow",
+                                namespace=NAMES["namespaces"]["platform"]))
+    seen = 0
+    for obj in objs:
+        spec = obj.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            if not container["name"].startswith("git-sync"):
+                continue
+            env = {e["name"]: e.get("value", "") for e in container.get("env", [])}
+            seen += 1
+            assert git_sync_ref({"branch": env.get("GIT_SYNC_BRANCH", ""),
+                                 "rev": env.get("GIT_SYNC_REV", ""),
+                                 "ref": env.get("GITSYNC_REF", "")}) == COMMIT, env
+    assert seen, "no git-sync container rendered"
