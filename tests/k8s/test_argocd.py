@@ -192,3 +192,48 @@ def test_the_image_tag_ci_commits_reaches_every_release(bumped_copy):
         f"{registry}/{images['airflow']}", "a1b2c3d4e5f6")
     mlflow = sources(apps["mlflow"])[0]["helm"]["valuesObject"]
     assert mlflow["image"] == {"repository": f"{registry}/{images['mlflow']}", "tag": "a1b2c3d4e5f6"}
+
+
+# --- the Application health check: what makes the sync waves between Applications wait ---------
+
+HEALTH_KEY = "resource.customizations.health.argoproj.io_Application"
+
+
+def argocd_cm() -> dict:
+    return one(kustomize(K8S / "argocd"), "ConfigMap", "argocd-cm")
+
+
+def test_sync_waves_between_applications_come_with_the_application_health_check(apps):
+    waves = {name: int(app["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", 0))
+             for name, app in applications(apps).items()}
+    assert waves == {"spark-operator": 0, "mlflow": 1, "airflow": 2}
+    cm = argocd_cm()
+    assert cm["metadata"]["namespace"] == "argocd"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/part-of"] == "argocd"
+    assert set(cm["data"]) == {HEALTH_KEY}, "apply merges only this key into argocd-cm"
+
+
+def application_health(status: dict | None) -> tuple[str, str]:
+    """Run the Lua health check as Argo CD does: the resource as the global ``obj``."""
+    lupa = pytest.importorskip("lupa", reason="lupa (PyPI) runs Argo CD's Lua health checks; "
+                                              "it is not in the dev group")
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    obj = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+           "metadata": {"name": "mlflow"}}
+    if status is not None:
+        obj["status"] = status
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    hs = lua.execute(argocd_cm()["data"][HEALTH_KEY])
+    return hs["status"], hs["message"]
+
+
+@pytest.mark.parametrize("status, expected", [
+    (None, ("Progressing", "")),
+    ({"sync": {"status": "OutOfSync"}}, ("Progressing", "")),
+    ({"health": {"status": "Progressing"}}, ("Progressing", "")),
+    ({"health": {"status": "Healthy"}}, ("Healthy", "")),
+    ({"health": {"status": "Degraded", "message": "Init:CrashLoopBackOff"}},
+     ("Degraded", "Init:CrashLoopBackOff")),
+])
+def test_an_application_is_as_healthy_as_its_own_health(status, expected):
+    assert application_health(status) == expected
