@@ -7,14 +7,12 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
-from pathlib import Path
-
 import pytest
 import yaml
 
+from tests.paths import REPO
 from tests.tools import venv_tool
 
-REPO = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((REPO / ".github" / "workflows").glob("*.yaml"))
 ACTIONLINT = venv_tool("actionlint")
 # A repository-relative path: at least one folder, then a name (kept only when its first folder

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests import servers
 from tests.k8s.manifests import MLFLOW_CHART, objects, one, render_chart
 
