@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
+from fraudops.core.platform import platform
 from fraudops.core.steps import Step
 from fraudops.orchestration.settings import Settings, run_context
 from fraudops.orchestration.spark_application import build_spark_application
@@ -22,6 +26,9 @@ with warnings.catch_warnings():
 
 # The Spark node group scales from zero: a first driver may wait minutes for its node.
 DRIVER_STARTUP_TIMEOUT_SECONDS = 900
+# How long a stale application of the same step and run may take to go (its pods' grace period).
+STALE_DELETE_TIMEOUT_SECONDS = 300
+SPARK_API = {"group": "sparkoperator.k8s.io", "version": "v1beta2", "plural": "sparkapplications"}
 
 
 class SparkStepKubernetesOperator(SparkKubernetesOperator):
@@ -36,8 +43,8 @@ class SparkStepKubernetesOperator(SparkKubernetesOperator):
             delete_on_termination=True,
             success_run_history_limit=1,
             startup_timeout_seconds=DRIVER_STARTUP_TIMEOUT_SECONDS,
-            # The template names the application per step and run; a retry reuses the name
-            # once the failed attempt's application has been deleted.
+            # The application is named per step, run and try (spark_application_name); a stale
+            # one of the same step and run is deleted before the create.
             random_name_suffix=False,
             **kwargs,
         )
@@ -51,9 +58,56 @@ class SparkStepKubernetesOperator(SparkKubernetesOperator):
     def execute(self, context):
         if not self.template_spec:
             self.template_spec = self.spark_application(context)
+        # The provider names the application after self.name when set: this try's name.
+        self.name = self.template_spec["metadata"]["name"]
+        self.remove_stale_applications(context)
         return super().execute(context)
 
     def spark_application(self, context: Mapping[str, Any]) -> dict[str, Any]:
         return build_spark_application(
-            self.step, run_context(context, self.settings), self.settings
+            self.step, run_context(context, self.settings), self.settings,
+            attempt=context["ti"].try_number,
         )
+
+    def remove_stale_applications(self, context: Mapping[str, Any]) -> list[str]:
+        """Delete this step's applications of this run that this try will not follow, and wait
+        until they are gone: an earlier try's (its task pod died before its cleanup, or Airflow
+        retried it), and one with this try's own name but no driver to reattach to. Two
+        applications of one step and run would write the same outputs and share the quota.
+        Returns the names deleted."""
+        project = platform()["project"]
+        labels = self.template_spec["metadata"]["labels"]
+        selector = ",".join(f"{key}={labels[key]}" for key in (f"{project}.io/step",
+                                                               f"{project}.io/run-id"))
+        current = self.template_spec["metadata"]["name"]
+        follow = self.reattach_on_restart and self.find_spark_job(context) is not None
+        listed = self.custom_obj_api.list_namespaced_custom_object(
+            namespace=self.namespace, label_selector=selector, **SPARK_API)
+        stale = [item["metadata"]["name"] for item in listed.get("items", [])
+                 if not (follow and item["metadata"]["name"] == current)]
+        for name in stale:
+            self.log.warning("Deleting stale SparkApplication %s of this step and run", name)
+            try:
+                self.custom_obj_api.delete_namespaced_custom_object(
+                    namespace=self.namespace, name=name, **SPARK_API)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        deadline = time.monotonic() + STALE_DELETE_TIMEOUT_SECONDS
+        for name in stale:
+            while self._exists(name):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"SparkApplication {name} still exists "
+                                       f"{STALE_DELETE_TIMEOUT_SECONDS}s after its deletion")
+                time.sleep(2)
+        return stale
+
+    def _exists(self, name: str) -> bool:
+        try:
+            self.custom_obj_api.get_namespaced_custom_object(
+                namespace=self.namespace, name=name, **SPARK_API)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True

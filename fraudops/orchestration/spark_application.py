@@ -37,13 +37,16 @@ def application_name(dag_id: str, step_name: str, safe_run_id: str) -> str:
     return name
 
 
-def template_values(step: Step, ctx: RunContext, settings: Settings) -> dict[str, Any]:
+def template_values(step: Step, ctx: RunContext, settings: Settings,
+                    attempt: int | None = None) -> dict[str, Any]:
     names = platform()
     pool = names["spark_node_pool"]
     resources = step.resources
+    # One name per try: a leftover of an earlier try never blocks the next one's create.
+    run_part = ctx.safe_run_id if attempt is None else f"{ctx.safe_run_id}-try{attempt}"
     return {
         "project": names["project"],
-        "name": application_name(names["airflow"]["dag_id"], step.name, ctx.safe_run_id),
+        "name": application_name(names["airflow"]["dag_id"], step.name, run_part),
         "namespace": settings.jobs_namespace,
         "step": step.name,
         "run_id": ctx.safe_run_id[:MAX_NAME_LENGTH].strip("-"),
@@ -70,12 +73,14 @@ def template_values(step: Step, ctx: RunContext, settings: Settings) -> dict[str
     }
 
 
-def build_spark_application(step: Step, ctx: RunContext, settings: Settings) -> dict[str, Any]:
-    """The SparkApplication that runs ``step`` for the run ``ctx``, as a plain dict."""
+def build_spark_application(step: Step, ctx: RunContext, settings: Settings,
+                            attempt: int | None = None) -> dict[str, Any]:
+    """The SparkApplication that runs ``step`` for the run ``ctx``, as a plain dict; with
+    ``attempt`` (the task's try number) its name is that try's own."""
     if not settings.tracking_uri:
         raise ValueError("a SparkApplication needs an MLflow tracking URI (MLFLOW_TRACKING_URI)")
     return fill_template(
-        load_template(settings.spark_template), template_values(step, ctx, settings)
+        load_template(settings.spark_template), template_values(step, ctx, settings, attempt)
     )
 
 

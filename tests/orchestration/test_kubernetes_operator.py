@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from types import SimpleNamespace
 from unittest import mock
 
 import jsonschema
 import pytest
+import yaml
+from kubernetes.client.rest import ApiException
 
 from fraudops.core.steps import STEPS, RunContext, safe_id
 from fraudops.orchestration.spark_application import build_spark_application
+from tests.paths import REPO
 
 RUN_ID = "scheduled__2018-04-02T00:00:00+00:00"
+TEMPLATE = REPO / "k8s" / "spark" / "sparkapplication.template.yaml"
 
 
 class Submitted(Exception):
@@ -35,6 +40,7 @@ def submit(operator, context):
     core = mock.Mock()
     core.list_namespaced_pod.return_value = SimpleNamespace(items=[])
     custom = mock.Mock()
+    custom.list_namespaced_custom_object.return_value = {"items": []}  # nothing stale
     custom.create_namespaced_custom_object.side_effect = Submitted
     operator.__dict__["client"] = core  # the provider's cached properties
     operator.__dict__["custom_obj_api"] = custom
@@ -53,7 +59,7 @@ def test_operator_submits_the_built_application(kubernetes_dag, name, sparkappli
 
     settings = operator.settings
     expected = build_spark_application(
-        STEPS[name], RunContext("2018-04-02", RUN_ID, settings.lake_root), settings
+        STEPS[name], RunContext("2018-04-02", RUN_ID, settings.lake_root), settings, attempt=1
     )
     assert request["group"] == "sparkoperator.k8s.io"
     assert request["version"] == "v1beta2"
@@ -97,3 +103,130 @@ def test_operator_is_configured_to_clean_up_and_stream_logs(kubernetes_dag):
         assert operator.namespace == operator.settings.jobs_namespace
         assert operator.kubernetes_conn_id == "kubernetes_default"
         assert operator.success_run_history_limit == 1
+
+
+# --- retries: each try its own application, leftovers of earlier tries deleted first -----------
+
+
+class FakeSparkApplications:
+    """The SparkApplications of the jobs namespace as the API server keeps them (the calls of
+    kubernetes.client.CustomObjectsApi the provider and the operator make)."""
+
+    def __init__(self, state: str = "SUBMITTED"):
+        self.apps: dict[str, dict] = {}
+        self.created: list[str] = []
+        self.deleted: list[str] = []
+        self.state = state
+
+    def add(self, app: dict) -> None:
+        self.apps[app["metadata"]["name"]] = app
+
+    def list_namespaced_custom_object(self, *, label_selector, **_):
+        wanted = dict(part.split("=", 1) for part in label_selector.split(","))
+        return {"items": [a for a in self.apps.values()
+                          if wanted.items() <= a["metadata"].get("labels", {}).items()]}
+
+    def get_namespaced_custom_object(self, *, name, **_):
+        if name not in self.apps:
+            raise ApiException(status=404, reason="Not Found")
+        return self.apps[name]
+
+    def delete_namespaced_custom_object(self, *, name, **_):
+        if name not in self.apps:
+            raise ApiException(status=404, reason="Not Found")
+        del self.apps[name]
+        self.deleted.append(name)
+
+    def create_namespaced_custom_object(self, *, body, **_):
+        name = body["metadata"]["name"]
+        if name in self.apps:
+            raise ApiException(status=409, reason="AlreadyExists")
+        self.apps[name] = body
+        self.created.append(name)
+        return body
+
+    def get_namespaced_custom_object_status(self, *, name, **_):
+        return {"status": {"applicationState": {"state": self.state,
+                                                "errorMessage": "webhook timed out"}}}
+
+
+def run_try(operator, dag, api: FakeSparkApplications, try_number: int):
+    """One try of the task against the fake API; returns the exception it ended with."""
+    core = mock.Mock()
+    core.list_namespaced_pod.return_value = SimpleNamespace(items=[])
+    operator.__dict__["client"] = core
+    operator.__dict__["custom_obj_api"] = api
+    operator.__dict__.pop("launcher", None)
+    operator.template_spec = None
+    context = airflow_context(dag, operator.task_id)
+    context["ti"].try_number = try_number
+    operator.render_template_fields(context)
+    with pytest.raises(Exception) as failure:
+        operator.execute(context)
+    return failure.value
+
+
+def test_each_try_submits_under_its_own_name(kubernetes_dag):
+    operator = kubernetes_dag.get_task("train")
+    names = set()
+    for try_number in (1, 2, 3):
+        context = airflow_context(kubernetes_dag, "train")
+        context["ti"].try_number = try_number
+        names.add(operator.spark_application(context)["metadata"]["name"])
+    assert len(names) == 3
+    assert all(len(n) <= 63 and n.startswith("fraud-retraining-train-") for n in names)
+
+
+def test_a_failed_submission_fails_the_try_and_the_retry_replaces_it(kubernetes_dag):
+    """spark-operator does not retry submissions (the provider could not follow them): the
+    application ends FAILED, the task fails, and Airflow's next try deletes the leftover and
+    submits again under a new name instead of colliding with it."""
+    template = yaml.safe_load(TEMPLATE.read_text())
+    assert template["spec"]["restartPolicy"]["onSubmissionFailureRetries"] == 0
+    operator = kubernetes_dag.get_task("clean")
+    api = FakeSparkApplications(state="FAILED")
+    error = run_try(operator, kubernetes_dag, api, try_number=1)
+    assert "Spark Job Failed" in str(error)
+    (first,) = api.created
+    assert first in api.apps, "the failed try's application is left behind"
+
+    api.state = "SUBMITTED"
+    api.create_namespaced_custom_object = mock.Mock(side_effect=Submitted)
+    assert isinstance(run_try(operator, kubernetes_dag, api, try_number=2), Submitted)
+    assert api.deleted == [first]
+    (call,) = api.create_namespaced_custom_object.call_args_list
+    assert call.kwargs["body"]["metadata"]["name"] not in (first,)
+
+
+def test_a_leftover_of_a_dead_try_is_deleted_before_the_create(kubernetes_dag):
+    operator = kubernetes_dag.get_task("features")
+    api = FakeSparkApplications()
+    context = airflow_context(kubernetes_dag, "features")
+    dead = operator.spark_application(context)  # try 1, whose task pod died
+    other_step = copy.deepcopy(dead)
+    other_step["metadata"]["name"] = "fraud-retraining-clean-other"
+    other_step["metadata"]["labels"]["fraudops.io/step"] = "clean"
+    api.add(dead)
+    api.add(other_step)
+    api.create_namespaced_custom_object = mock.Mock(side_effect=Submitted)
+    assert isinstance(run_try(operator, kubernetes_dag, api, try_number=2), Submitted)
+    assert api.deleted == [dead["metadata"]["name"]]
+    assert other_step["metadata"]["name"] in api.apps
+    body = api.create_namespaced_custom_object.call_args.kwargs["body"]
+    assert body["metadata"]["name"] != dead["metadata"]["name"]
+
+
+def test_the_same_try_reattaches_to_its_running_driver(kubernetes_dag):
+    """A worker restarted within one try finds its own driver: that application is kept."""
+    operator = kubernetes_dag.get_task("score")
+    api = FakeSparkApplications()
+    context = airflow_context(kubernetes_dag, "score")
+    own = operator.spark_application(context)
+    api.add(own)
+    operator.template_spec = own
+    operator.__dict__["custom_obj_api"] = api
+    with mock.patch.object(type(operator), "find_spark_job", return_value=object()):
+        assert operator.remove_stale_applications(context) == []
+    assert own["metadata"]["name"] in api.apps
+    with mock.patch.object(type(operator), "find_spark_job", return_value=None):
+        assert operator.remove_stale_applications(context) == [own["metadata"]["name"]]
