@@ -18,6 +18,7 @@ from tests.k8s.manifests import (
     MLFLOW_CHART,
     OVERLAYS,
     REPO,
+    deep_merge,
     kustomize,
     objects,
     pod_specs,
@@ -37,6 +38,8 @@ FULL_SCALE_OVERLAYS = {"yandex"}
 # Typha. Check a real cluster with `kubectl describe node` (Allocated resources).
 KUBE_SYSTEM_PER_NODE = Resources(cpu=400, memory=512)
 KUBE_SYSTEM_CLUSTER = Resources(cpu=500, memory=768)
+# What `make deploy OVERLAY=dev` needs of its one node (docs/kubernetes.md, Capacity).
+DEV_NODE = Resources(cpu=8000, memory=24 * 1024)
 # The KubernetesExecutor starts a pod per running task; the DAG runs one run at a time and one
 # task of it at a time, and a finished task's pod may still be there when the next one starts.
 TASK_PODS = 2
@@ -166,14 +169,19 @@ def test_every_step_fits_the_spark_node_group(applications):
             f"of {room} free each")
 
 
-def chart_values(name: str) -> dict:
-    return yaml.safe_load((REPO / "charts" / name).read_text())
+def chart_values(*names: str) -> dict:
+    merged: dict = {}
+    for name in names:
+        merged = deep_merge(merged, yaml.safe_load((REPO / "charts" / name).read_text()) or {})
+    return merged
 
 
-def platform_pods() -> dict[str, Resources]:
-    """Every long-running pod of the platform on the system nodes, by name."""
+def platform_pods(overlay: str = "yandex") -> dict[str, Resources]:
+    """Every long-running pod of the platform on the system nodes, by name, with the values
+    `make deploy OVERLAY=<overlay>` installs (dev adds its own values files)."""
+    dev = overlay == "dev"
     pods: dict[str, Resources] = {}
-    airflow = chart_values("airflow-values.yaml")
+    airflow = chart_values("airflow-values.yaml", *(["airflow-values.dev.yaml"] if dev else []))
     for component in ("scheduler", "apiServer", "dagProcessor", "triggerer"):
         values = airflow[component]
         for replica in range(int(values.get("replicas", 1))):
@@ -185,14 +193,16 @@ def platform_pods() -> dict[str, Resources]:
         for replica in range(int(operator[component].get("replicas", 1))):
             pods[f"spark-operator-{component}-{replica}"] = Resources.of(
                 operator[component]["resources"])
-    rendered = objects(render_chart(MLFLOW_CHART, release=NAMES["mlflow"]["service"],
+    mlflow_values = chart_values("mlflow-values.dev.yaml") if dev else {}
+    rendered = objects(render_chart(MLFLOW_CHART, mlflow_values,
+                                    release=NAMES["mlflow"]["service"],
                                     namespace=NAMES["namespaces"]["platform"]))
-    yandex = kustomize(REPO / "k8s" / "overlays" / "yandex")
-    for obj in rendered + yandex:
-        if obj["kind"] not in ("Deployment", "StatefulSet"):
+    manifests = kustomize(REPO / "k8s" / "overlays" / overlay)
+    for obj in rendered + manifests:
+        if obj["kind"] not in ("Deployment", "StatefulSet", "Job"):
             continue
         [(name, spec)] = pod_specs([obj])
-        for replica in range(int(obj["spec"].get("replicas", 1))):
+        for replica in range(int(obj["spec"].get("replicas", 1) if obj["kind"] != "Job" else 1)):
             pods[f"{name}-{replica}"] = capacity.pod_requests(spec)
     pods["kube-system"] = KUBE_SYSTEM_CLUSTER
     return pods
@@ -209,6 +219,20 @@ def test_the_system_node_group_holds_the_platform():
         "after the per-node system pods")
 
 
-def test_every_platform_container_states_requests():
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_platform_container_states_requests(overlay):
     """A pod without requests would not be counted here, and would be the first evicted."""
-    assert all(pod.cpu > 0 and pod.memory > 0 for pod in platform_pods().values())
+    assert all(pod.cpu > 0 and pod.memory > 0 for pod in platform_pods(overlay).values())
+
+
+def test_one_dev_node_holds_the_platform_and_each_step(applications):
+    """`make deploy OVERLAY=dev` (kind, minikube, make e2e) runs everything on one node: the
+    platform with the dev values and, one at a time, each step's driver and first executor."""
+    room = Resources(DEV_NODE.cpu - KUBE_SYSTEM_PER_NODE.cpu,
+                     DEV_NODE.memory - KUBE_SYSTEM_PER_NODE.memory)
+    platform_part = list(platform_pods("dev").values())
+    for name, application in applications.items():
+        pods = platform_part + capacity.spark_pods(application).smallest
+        assert capacity.pack(pods, room, 1) is not None, (
+            f"{name}: the dev platform and its driver and first executor need "
+            f"{capacity.total(pods)}; a {DEV_NODE} node has {room} after kube-system")
