@@ -9,7 +9,8 @@ that creates them, and whether that fits a namespace's quota and a node group's 
   nothing of its own.
 - Kubernetes: a LimitRange's defaults (``limit_range_defaults``, ``admit``), a ResourceQuota's
   sums (``quota_violations``), a pod's effective request (the larger of its containers' sum and
-  its largest init container), and the first-fit packing the scheduler can at best achieve.
+  its largest init container), and a first-fit-decreasing packing onto nodes (``pack``: a
+  placement exists; the scheduler, placing pods as they come, may need some slack besides).
 - Yandex Managed Kubernetes: what a node keeps for itself (``yandex_allocatable``).
 
 Quantities are millicores and MiB throughout. docs/kubernetes.md says how the tests use this.
