@@ -15,9 +15,22 @@ resource "yandex_iam_service_account" "nodes" {
   labels      = local.labels
 }
 
+# One account per component that talks to Object Storage, so that each holds a key for its own
+# buckets only (docs/security.md): Spark writes the lake, Airflow reads it and writes its task
+# logs, MLflow reads and writes its artifacts.
 resource "yandex_iam_service_account" "storage" {
-  name        = local.service_account_names.storage
-  description = "Spark, Airflow and MLflow pods: read and write the platform buckets"
+  for_each = local.storage_accounts
+
+  name        = each.value.name
+  description = each.value.description
+  folder_id   = var.folder_id
+  labels      = local.labels
+}
+
+# External Secrets Operator (yandex overlay): reads the component secrets from Lockbox, nothing else.
+resource "yandex_iam_service_account" "secrets_reader" {
+  name        = local.service_account_names.secrets_reader
+  description = "External Secrets Operator: reads the platform's Lockbox secrets"
   folder_id   = var.folder_id
   labels      = local.labels
 }
@@ -61,28 +74,82 @@ resource "yandex_container_registry_iam_binding" "nodes_pull" {
 }
 
 # --- workloads' storage access ---------------------------------------------------------------
+# A bucket binding is authoritative for its bucket and role: it lists every member. Writers of
+# each bucket are exactly its owner (tests/terraform/test_least_privilege.py).
 
-resource "yandex_storage_bucket_iam_binding" "storage_editor" {
-  for_each = {
-    lake             = yandex_storage_bucket.lake.bucket
-    mlflow_artifacts = yandex_storage_bucket.mlflow_artifacts.bucket
-    airflow_logs     = yandex_storage_bucket.airflow_logs.bucket
-  }
-
-  bucket  = each.value
+resource "yandex_storage_bucket_iam_binding" "lake_editor" {
+  bucket  = yandex_storage_bucket.lake.bucket
   role    = "storage.editor"
-  members = ["serviceAccount:${yandex_iam_service_account.storage.id}"]
+  members = ["serviceAccount:${yandex_iam_service_account.storage["spark"].id}"]
 }
 
+# The branch tasks read the clean step's run summary and the lake state.
+resource "yandex_storage_bucket_iam_binding" "lake_viewer" {
+  bucket  = yandex_storage_bucket.lake.bucket
+  role    = "storage.viewer"
+  members = ["serviceAccount:${yandex_iam_service_account.storage["airflow"].id}"]
+}
+
+# Registered models: MLflow proxies every artifact (--serve-artifacts), so no other key needs it.
+resource "yandex_storage_bucket_iam_binding" "mlflow_artifacts_editor" {
+  bucket  = yandex_storage_bucket.mlflow_artifacts.bucket
+  role    = "storage.editor"
+  members = ["serviceAccount:${yandex_iam_service_account.storage["mlflow"].id}"]
+}
+
+# Task logs: uploads (and the overwrite of an appended log) and reads for the UI, no deletes;
+# the bucket's lifecycle rule expires them.
+resource "yandex_storage_bucket_iam_binding" "airflow_logs_uploader" {
+  bucket  = yandex_storage_bucket.airflow_logs.bucket
+  role    = "storage.uploader"
+  members = ["serviceAccount:${yandex_iam_service_account.storage["airflow"].id}"]
+}
+
+resource "yandex_storage_bucket_iam_binding" "airflow_logs_viewer" {
+  bucket  = yandex_storage_bucket.airflow_logs.bucket
+  role    = "storage.viewer"
+  members = ["serviceAccount:${yandex_iam_service_account.storage["airflow"].id}"]
+}
+
+# The buckets are encrypted with the platform key: reading or writing an object needs it.
 resource "yandex_kms_symmetric_key_iam_member" "storage_objects" {
+  for_each = local.storage_accounts
+
   symmetric_key_id = yandex_kms_symmetric_key.this.id
   role             = "kms.keys.encrypterDecrypter"
-  member           = "serviceAccount:${yandex_iam_service_account.storage.id}"
+  member           = "serviceAccount:${yandex_iam_service_account.storage[each.key].id}"
 }
 
-# S3 clients (Hadoop S3A, boto3, Airflow remote logging) authenticate with this key; the script
-# scripts/tf-outputs-to-k8s.sh puts it into the Kubernetes Secret secrets.s3, never into git.
+# S3 clients (Hadoop S3A, boto3, Airflow remote logging) authenticate with these keys. They go to
+# Lockbox (secrets.tf), and from there to one Kubernetes Secret per component; never into git.
 resource "yandex_iam_service_account_static_access_key" "storage" {
-  service_account_id = yandex_iam_service_account.storage.id
-  description        = "S3 access of the ${local.project} workloads"
+  for_each = local.storage_accounts
+
+  service_account_id = yandex_iam_service_account.storage[each.key].id
+  description        = "S3 access of ${local.project}'s ${each.key}"
+}
+
+# --- External Secrets Operator ---------------------------------------------------------------
+
+resource "yandex_lockbox_secret_iam_member" "secrets_reader" {
+  for_each = local.lockbox_secret_keys
+
+  secret_id = local.lockbox_secret_ids[each.key]
+  role      = "lockbox.payloadViewer"
+  member    = "serviceAccount:${yandex_iam_service_account.secrets_reader.id}"
+}
+
+# Lockbox payloads are encrypted with the platform key.
+resource "yandex_kms_symmetric_key_iam_member" "secrets_reader" {
+  symmetric_key_id = yandex_kms_symmetric_key.this.id
+  role             = "kms.keys.decrypter"
+  member           = "serviceAccount:${yandex_iam_service_account.secrets_reader.id}"
+}
+
+# The operator's only credential; `make infra-secrets` puts it into the Secret
+# secrets.lockbox_auth of each namespace that takes Lockbox secrets.
+resource "yandex_iam_service_account_key" "secrets_reader" {
+  service_account_id = yandex_iam_service_account.secrets_reader.id
+  description        = "External Secrets Operator of ${local.project}"
+  key_algorithm      = "RSA_4096"
 }

@@ -11,10 +11,46 @@ locals {
   s3         = local.platform.s3
 
   service_account_names = {
-    cluster = local.platform.service_accounts.cloud_cluster
-    nodes   = local.platform.service_accounts.cloud_nodes
-    storage = local.platform.service_accounts.cloud_storage
+    cluster        = local.platform.service_accounts.cloud_cluster
+    nodes          = local.platform.service_accounts.cloud_nodes
+    secrets_reader = local.platform.service_accounts.cloud_secrets
   }
+
+  # The components that hold an S3 key: their service accounts (iam.tf) and the Secret each key
+  # reaches (secrets.tf). Which bucket each may read or write is in iam.tf.
+  storage_accounts = {
+    spark = {
+      name        = local.platform.service_accounts.cloud_spark
+      description = "Spark drivers and executors: read and write the lake"
+    }
+    airflow = {
+      name        = local.platform.service_accounts.cloud_airflow
+      description = "Airflow pods: read the lake, write the task logs"
+    }
+    mlflow = {
+      name        = local.platform.service_accounts.cloud_mlflow
+      description = "MLflow server: read and write the model artifacts"
+    }
+  }
+  s3_secret_names = {
+    spark   = local.platform.secrets.s3_spark
+    airflow = local.platform.secrets.s3_airflow
+    mlflow  = local.platform.secrets.s3_mlflow
+  }
+  # Keyed like postgres_users; key is the Secret key the chart reads the URI from.
+  database_secrets = {
+    mlflow  = { name = local.platform.secrets.mlflow_db, key = "uri" }
+    airflow = { name = local.platform.secrets.airflow_db, key = "connection" }
+  }
+  # Every Lockbox secret External Secrets Operator may read: known keys, ids after apply.
+  lockbox_secret_keys = toset(concat(
+    [for key in keys(local.s3_secret_names) : "s3-${key}"],
+    [for key in keys(local.database_secrets) : "database-${key}"],
+  ))
+  lockbox_secret_ids = merge(
+    { for key, secret in yandex_lockbox_secret.s3 : "s3-${key}" => secret.id },
+    { for key, secret in yandex_lockbox_secret.database : "database-${key}" => secret.id },
+  )
 
   spark_pool = local.platform.spark_node_pool
   # The SparkApplications tolerate exactly this taint (k8s/spark/sparkapplication.template.yaml).
@@ -35,10 +71,12 @@ locals {
   # Kubernetes API callers: the allowed external CIDRs (only with a public endpoint) and the VPC.
   api_source_cidrs = distinct(concat(var.master_public_ip ? var.api_allowed_cidrs : [], [var.network_cidr]))
 
-  # The rw host name follows the primary through failovers; TLS is required on the wire.
-  postgres_host = "c-${yandex_mdb_postgresql_cluster.this.id}.rw.mdb.yandexcloud.net"
+  # The rw host name follows the primary through failovers. Clients check the server's
+  # certificate and name against Yandex Cloud's CA, mounted from postgres.ca_configmap.
+  postgres_ca_path = "${local.platform.postgres.ca_dir}/${local.platform.postgres.ca_file}"
+  postgres_host    = "c-${yandex_mdb_postgresql_cluster.this.id}.rw.mdb.yandexcloud.net"
   postgres_uris = {
     for key, user in yandex_mdb_postgresql_user.this :
-    key => "postgresql://${user.name}:${random_password.postgres[key].result}@${local.postgres_host}:${local.postgres_port}/${yandex_mdb_postgresql_database.this[key].name}?sslmode=require"
+    key => "postgresql://${user.name}:${random_password.postgres[key].result}@${local.postgres_host}:${local.postgres_port}/${yandex_mdb_postgresql_database.this[key].name}?sslmode=verify-full&sslrootcert=${local.postgres_ca_path}"
   }
 }

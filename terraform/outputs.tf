@@ -1,5 +1,6 @@
-# What `make kubeconfig`, scripts/tf-outputs-to-k8s.sh and `make deploy` read. Secrets are marked
-# sensitive: `terraform output` hides them unless asked with -json or -raw.
+# What `make kubeconfig`, scripts/tf-outputs-to-k8s.sh and `make deploy` read. The components'
+# keys and database URIs are not outputs: they go to Lockbox (secrets.tf). The one secret output,
+# the Lockbox reader's key, is sensitive: `terraform output` hides it unless asked with -json.
 
 output "folder_id" {
   description = "Folder that holds every resource."
@@ -55,16 +56,17 @@ output "s3_region" {
   value       = local.s3.region
 }
 
-output "s3_access_key_id" {
-  description = "Static access key ID of the storage service account (AWS_ACCESS_KEY_ID)."
-  value       = yandex_iam_service_account_static_access_key.storage.access_key
-  sensitive   = true
-}
-
-output "s3_secret_access_key" {
-  description = "Secret of the storage service account's static access key (AWS_SECRET_ACCESS_KEY)."
-  value       = yandex_iam_service_account_static_access_key.storage.secret_key
-  sensitive   = true
+output "lockbox_authorized_key" {
+  description = "Authorized key (JSON) of the Lockbox reader account; `make infra-secrets` gives it to External Secrets Operator."
+  value = jsonencode({
+    id                 = yandex_iam_service_account_key.secrets_reader.id
+    service_account_id = yandex_iam_service_account_key.secrets_reader.service_account_id
+    created_at         = yandex_iam_service_account_key.secrets_reader.created_at
+    key_algorithm      = yandex_iam_service_account_key.secrets_reader.key_algorithm
+    public_key         = yandex_iam_service_account_key.secrets_reader.public_key
+    private_key        = yandex_iam_service_account_key.secrets_reader.private_key
+  })
+  sensitive = true
 }
 
 output "postgres_host" {
@@ -75,16 +77,4 @@ output "postgres_host" {
 output "postgres_port" {
   description = "PostgreSQL port (the managed connection pooler)."
   value       = local.postgres_port
-}
-
-output "mlflow_database_uri" {
-  description = "MLflow backend store URI (key uri of the Secret secrets.mlflow_db)."
-  value       = local.postgres_uris.mlflow
-  sensitive   = true
-}
-
-output "airflow_database_uri" {
-  description = "Airflow metadata connection (key connection of the Secret secrets.airflow_db)."
-  value       = local.postgres_uris.airflow
-  sensitive   = true
 }

@@ -94,8 +94,8 @@ variable "kubernetes_release_channel" {
 
 variable "master_public_ip" {
   type        = bool
-  description = "Give the Kubernetes API a public IPv4 address, reachable only from api_allowed_cidrs. With false the API is reachable from inside the VPC only (VPN or bastion)."
-  default     = true
+  description = "Give the Kubernetes API a public IPv4 address, reachable only from api_allowed_cidrs. Off by default: the API is reachable from inside the VPC only (VPN or bastion)."
+  default     = false
 }
 
 variable "api_allowed_cidrs" {
@@ -254,14 +254,14 @@ variable "airflow_log_retention_days" {
 
 variable "force_destroy_buckets" {
   type        = bool
-  description = "Let terraform destroy delete buckets that still hold objects (all versions). true makes `make infra-destroy` remove everything; set false to keep data safe from a destroy."
-  default     = true
+  description = "Let terraform destroy delete buckets that still hold objects (all versions). Off by default: the lake and the model artifacts survive any destroy; docs/security.md says how to really delete everything."
+  default     = false
 }
 
 variable "deletion_protection" {
   type        = bool
-  description = "Protect the PostgreSQL cluster and the KMS key from deletion. false lets `make infra-destroy` remove everything."
-  default     = false
+  description = "Protect the PostgreSQL cluster, the KMS key and the Lockbox secrets from deletion (on by default). Apply false first to let a full destroy remove them."
+  default     = true
 }
 
 variable "labels" {

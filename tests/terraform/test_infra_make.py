@@ -68,6 +68,61 @@ def test_kubeconfig_asks_yc_for_the_terraform_cluster(fakes, endpoint):
 ])
 def test_terraform_targets_run_in_the_terraform_folder(fakes, target, expected):
     env, log_dir = fakes
-    result = make(target, env=env)
+    result = make(target, "LOCAL_STATE=1", env=env)
     assert result.returncode == 0, result.stderr
     assert (log_dir / "terraform.calls").read_text().strip() == expected
+
+
+def test_init_refuses_local_state_unless_asked():
+    assert not (hcl.TERRAFORM_DIR / "backend.tf").exists(), "backend.tf is never committed"
+    result = make("infra-init", env={**os.environ, "PATH": "/nonexistent:" + os.environ["PATH"]})
+    assert result.returncode != 0
+    assert "backend.tf.example" in result.stderr and "LOCAL_STATE=1" in result.stderr
+
+
+# --- make infra-destroy: stops the spend, keeps the data --------------------------------------
+
+# What holds data or secrets: never a target of the default destroy, nor destroyed with one.
+KEPT = ("yandex_storage_bucket.", "yandex_mdb_postgresql_", "yandex_kms_symmetric_key.",
+        "yandex_lockbox_secret", "random_password.", "yandex_iam_service_account_static_access_key.")
+
+
+def destroy_call(fakes, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    env, log_dir = fakes
+    result = make("infra-destroy", *args, env=env)
+    assert result.returncode == 0, result.stderr
+    (call,) = (log_dir / "terraform.calls").read_text().splitlines()
+    return result, call.split()
+
+
+def dependents(addresses: set[str]) -> set[str]:
+    """Every resource that references one of ``addresses``, transitively (what -target takes)."""
+    found = set(addresses)
+    while True:
+        more = {r.address for r in hcl.resources() if r.address not in found
+                and any(f"{address}." in str(r.body) or f"{address}[" in str(r.body)
+                        for address in found)}
+        if not more:
+            return found
+        found |= more
+
+
+def test_default_destroy_targets_only_what_costs_money_idle(fakes):
+    result, call = destroy_call(fakes)
+    assert call[:2] == ["-chdir=terraform", "destroy"]
+    targets = {arg.removeprefix("-target=") for arg in call[2:] if arg.startswith("-target=")}
+    assert targets == {"yandex_kubernetes_cluster.this", "yandex_kubernetes_node_group.system",
+                       "yandex_kubernetes_node_group.spark"}
+    assert len(targets) == len(call) - 2, "nothing but targets"
+    destroyed = dependents(targets)
+    assert not [address for address in destroyed if address.startswith(KEPT)]
+    # Said before terraform asks for its confirmation.
+    assert "will destroy" in result.stdout and "will keep" in result.stdout
+    assert result.stdout.index("will keep") < len(result.stdout)
+    assert "DESTROY_DATA=1" in result.stdout
+
+
+def test_destroy_data_is_explicit_and_warns(fakes):
+    result, call = destroy_call(fakes, "DESTROY_DATA=1")
+    assert call == ["-chdir=terraform", "destroy"]
+    assert "EVERYTHING" in result.stdout and "deletion_protection" in result.stdout

@@ -1,0 +1,54 @@
+# Lockbox holds every secret the pods read, one Lockbox secret per Kubernetes Secret and of the
+# same name (platform.yaml secrets.*). External Secrets Operator syncs them into the namespaces
+# (k8s/overlays/yandex/external-secrets.yaml), so no secret value passes through a workstation.
+# The values are in the Terraform state too: keep the state in the locked, encrypted remote
+# backend (backend.tf.example).
+
+resource "yandex_lockbox_secret" "s3" {
+  for_each = local.s3_secret_names
+
+  name                = each.value
+  description         = "S3 key of ${local.project}'s ${each.key} (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+  folder_id           = var.folder_id
+  kms_key_id          = yandex_kms_symmetric_key.this.id
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+}
+
+resource "yandex_lockbox_secret_version" "s3" {
+  for_each = local.s3_secret_names
+
+  secret_id = yandex_lockbox_secret.s3[each.key].id
+
+  entries {
+    key        = "AWS_ACCESS_KEY_ID"
+    text_value = yandex_iam_service_account_static_access_key.storage[each.key].access_key
+  }
+
+  entries {
+    key        = "AWS_SECRET_ACCESS_KEY"
+    text_value = yandex_iam_service_account_static_access_key.storage[each.key].secret_key
+  }
+}
+
+resource "yandex_lockbox_secret" "database" {
+  for_each = local.database_secrets
+
+  name                = each.value.name
+  description         = "PostgreSQL connection URI of ${local.project}'s ${each.key}"
+  folder_id           = var.folder_id
+  kms_key_id          = yandex_kms_symmetric_key.this.id
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+}
+
+resource "yandex_lockbox_secret_version" "database" {
+  for_each = local.database_secrets
+
+  secret_id = yandex_lockbox_secret.database[each.key].id
+
+  entries {
+    key        = each.value.key
+    text_value = local.postgres_uris[each.key]
+  }
+}
