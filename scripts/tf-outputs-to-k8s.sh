@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Terraform outputs -> the platform's Kubernetes Secrets (kubectl apply, idempotent) and a
-# non-secret Helm values override for `make deploy`.
+# Terraform outputs -> what the yandex overlay needs before it is applied (kubectl apply,
+# idempotent): the Lockbox reader's key and a SecretStore in each namespace whose pods read
+# secrets, the PostgreSQL server CA as a ConfigMap, and a non-secret Helm values override for
+# `make deploy`. The component Secrets (S3 keys, database URIs) are not made here: External
+# Secrets Operator syncs them from Lockbox (k8s/overlays/yandex/external-secrets.yaml).
 #
 #   scripts/tf-outputs-to-k8s.sh            (or: make infra-secrets)
 #
@@ -9,7 +12,7 @@
 # fraudops/core/platform.yaml through scripts/tf_outputs_to_k8s.py.
 #
 # Environment: TF_DIR (default terraform/), VALUES_FILE (default .deploy/terraform-values.yaml),
-# PYTHON (default .venv/bin/python), TERRAFORM, KUBECTL (default: from PATH).
+# PYTHON (default .venv/bin/python), TERRAFORM, KUBECTL, CURL (default: from PATH).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,6 +21,7 @@ values_file="${VALUES_FILE:-$repo_root/.deploy/terraform-values.yaml}"
 python="${PYTHON:-$repo_root/.venv/bin/python}"
 terraform="${TERRAFORM:-terraform}"
 kubectl="${KUBECTL:-kubectl}"
+curl="${CURL:-curl}"
 
 helper() {
   PYTHONPATH="$repo_root${PYTHONPATH:+:$PYTHONPATH}" "$python" "$repo_root/scripts/tf_outputs_to_k8s.py" "$@" <"$outputs"
@@ -45,8 +49,21 @@ while read -r namespace name; do
     --dry-run=client -o yaml | "$kubectl" apply -f -
 done <<<"$secret_list"
 
+helper stores | "$kubectl" apply -f -
+
+# The CA that signs Managed PostgreSQL's certificates (sslmode=verify-full), over HTTPS.
+read -r ca_namespace ca_configmap ca_key ca_url <<<"$(helper ca)"
+mkdir -p "$work/ca"
+"$curl" --fail --silent --show-error --location --proto '=https' --output "$work/ca/$ca_key" "$ca_url"
+grep -q -- "-----BEGIN CERTIFICATE-----" "$work/ca/$ca_key" || {
+  echo "$ca_url did not return a PEM certificate" >&2
+  exit 1
+}
+"$kubectl" create configmap "$ca_configmap" --namespace "$ca_namespace" \
+  --from-file="$ca_key=$work/ca/$ca_key" --dry-run=client -o yaml | "$kubectl" apply -f -
+
 helper values "$values_file"
-echo "Secrets applied in namespaces: ${namespaces//$'\n'/ }"
+echo "Lockbox access and SecretStores applied in namespaces: ${namespaces//$'\n'/ }"
 echo "Helm values override (no secrets): $values_file"
 if git -C "$repo_root" rev-parse --is-inside-work-tree >/dev/null 2>&1 &&
   ! git -C "$repo_root" check-ignore -q "$values_file" 2>/dev/null &&

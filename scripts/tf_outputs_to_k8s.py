@@ -1,11 +1,17 @@
-"""Turn ``terraform output -json`` (read from stdin) into the platform's Secrets and Helm values.
+"""Turn ``terraform output -json`` (read from stdin) into what a yandex cluster needs before the
+overlay: the Lockbox reader's key and a SecretStore in each namespace that takes Lockbox
+secrets, the PostgreSQL CA's ConfigMap name, and the non-secret Helm values. The component
+Secrets themselves come from Lockbox through External Secrets Operator
+(k8s/overlays/yandex/external-secrets.yaml), never through this script.
 
-Used by scripts/tf-outputs-to-k8s.sh; the Secret and namespace names come from
-fraudops/core/platform.yaml, the values from the Terraform outputs.
+Used by scripts/tf-outputs-to-k8s.sh; names come from fraudops/core/platform.yaml, values from the
+Terraform outputs.
 
     namespaces            print the namespaces the Secrets go to, one per line
     secrets DIR           write DIR/<namespace>/<secret>/<key> files (mode 0600) and print
                           "<namespace> <secret>" per Secret, for kubectl --from-file
+    stores                print the SecretStores (a JSON List, one per namespace) for kubectl apply
+    ca                    print "<namespace> <configmap> <key> <url>" of the PostgreSQL CA
     values FILE           write the non-secret Helm values override (names, ids, hosts) to FILE
 """
 
@@ -21,10 +27,12 @@ import yaml
 
 from fraudops.core.platform import platform
 
-SECRET_OUTPUTS = ("s3_access_key_id", "s3_secret_access_key", "mlflow_database_uri",
-                  "airflow_database_uri")
+SECRET_OUTPUTS = ("lockbox_authorized_key",)
 VALUE_OUTPUTS = ("registry_id", "registry_url", "cluster_id", "buckets", "lake_root",
-                 "s3_endpoint", "s3_region", "postgres_host", "postgres_port", "namespaces")
+                 "s3_endpoint", "s3_region", "postgres_host", "postgres_port", "namespaces",
+                 "folder_id")
+# External Secrets Operator's API group and the version of its SecretStore.
+SECRET_STORE_API = "external-secrets.io/v1"
 
 
 def output_values(terraform_json: dict[str, Any]) -> dict[str, Any]:
@@ -37,22 +45,40 @@ def output_values(terraform_json: dict[str, Any]) -> dict[str, Any]:
     return {name: entry["value"] for name, entry in terraform_json.items()}
 
 
+def store_namespaces() -> list[str]:
+    """The namespaces whose pods read Secrets synced from Lockbox."""
+    namespaces = platform()["namespaces"]
+    return [namespaces["platform"], namespaces["jobs"]]
+
+
 def secrets(outputs: dict[str, Any]) -> list[tuple[str, str, dict[str, str]]]:
-    """``(namespace, secret name, {key: value})`` for every Secret the platform reads."""
+    """``(namespace, secret name, {key: value})``: the Lockbox reader's key, once per store."""
     names = platform()
-    namespaces = names["namespaces"]
-    s3_keys = {
-        "AWS_ACCESS_KEY_ID": outputs["s3_access_key_id"],
-        "AWS_SECRET_ACCESS_KEY": outputs["s3_secret_access_key"],
-    }
-    return [
-        (namespaces["platform"], names["secrets"]["s3"], s3_keys),
-        (namespaces["jobs"], names["secrets"]["s3"], s3_keys),
-        (namespaces["platform"], names["secrets"]["mlflow_db"],
-         {"uri": outputs["mlflow_database_uri"]}),
-        (namespaces["platform"], names["secrets"]["airflow_db"],
-         {"connection": outputs["airflow_database_uri"]}),
-    ]
+    key = {names["external_secrets"]["auth_key"]: outputs["lockbox_authorized_key"]}
+    return [(namespace, names["secrets"]["lockbox_auth"], key) for namespace in store_namespaces()]
+
+
+def secret_stores(outputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """One SecretStore per namespace: Lockbox secrets of the platform's folder, by name."""
+    names = platform()
+    return [{
+        "apiVersion": SECRET_STORE_API,
+        "kind": "SecretStore",
+        "metadata": {"name": names["external_secrets"]["store"], "namespace": namespace},
+        "spec": {"provider": {"yandexlockbox": {
+            "auth": {"authorizedKeySecretRef": {
+                "name": names["secrets"]["lockbox_auth"],
+                "key": names["external_secrets"]["auth_key"]}},
+            "fetching": {"byName": {"folderID": outputs["folder_id"]}},
+        }}},
+    } for namespace in store_namespaces()]
+
+
+def ca_line() -> str:
+    names = platform()
+    postgres = names["postgres"]
+    return " ".join((names["namespaces"]["platform"], postgres["ca_configmap"],
+                     postgres["ca_file"], postgres["ca_url"]))
 
 
 def helm_values(outputs: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +116,7 @@ def write_values_file(path: Path, outputs: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    arity = {"namespaces": 1, "secrets": 2, "values": 2}
+    arity = {"namespaces": 1, "secrets": 2, "stores": 1, "ca": 1, "values": 2}
     if not argv or arity.get(argv[0]) != len(argv):
         print(__doc__, file=sys.stderr)
         return 2
@@ -100,6 +126,11 @@ def main(argv: list[str]) -> int:
         lines = sorted({namespace for namespace, _, _ in secrets(outputs)})
     elif command == "secrets":
         lines = write_secret_files(Path(argv[1]), outputs)
+    elif command == "stores":
+        lines = [json.dumps({"apiVersion": "v1", "kind": "List",
+                             "items": secret_stores(outputs)})]
+    elif command == "ca":
+        lines = [ca_line()]
     else:
         write_values_file(Path(argv[1]), outputs)
         lines = []

@@ -1,6 +1,7 @@
-"""scripts/tf-outputs-to-k8s.sh end to end against fake terraform and kubectl executables, and its
-Python helper on its own: the right Secrets in the right namespaces, secret values never on a
-command line or in the values file, names from platform.yaml."""
+"""scripts/tf-outputs-to-k8s.sh end to end against fake terraform, kubectl and curl executables, and
+its Python helper on its own: only the Lockbox reader's key and the SecretStores (the component
+Secrets come from Lockbox), the PostgreSQL CA, secret values never on a command line or in the
+values file, names from platform.yaml."""
 
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ HELPER = REPO / "scripts" / "tf_outputs_to_k8s.py"
 
 POSTGRES = "c-abc.rw.mdb.yandexcloud.net:6432"
 SECRET_VALUES = {
-    "s3_access_key_id": "FAKEKEYID0123456789",
-    "s3_secret_access_key": "fake-secret-Zx9Qw8Er7Ty6",
-    "mlflow_database_uri": f"postgresql://mlflow:pw-mlflow-3f9a@{POSTGRES}/mlflow?sslmode=require",
-    "airflow_database_uri": f"postgresql://airflow:pw-airflow-7c2e@{POSTGRES}/airflow?ssl=1",
+    "lockbox_authorized_key": json.dumps({
+        "id": "aje0123456789", "service_account_id": "aje9876543210",
+        "private_key": "fake-private-key-Zx9Qw8Er7Ty6"}),
 }
+FAKE_CA = "-----BEGIN CERTIFICATE-----\nfake\n-----END CERTIFICATE-----\n"
 
 
 def terraform_output_json() -> dict:
@@ -55,6 +56,14 @@ def terraform_output_json() -> dict:
     return document
 
 
+FAKE_CURL = """#!/bin/sh
+echo "$*" >> "$FAKE_LOG_DIR/curl.calls"
+while [ "$#" -gt 1 ]; do
+  if [ "$1" = "--output" ]; then printf '%s' "$FAKE_CA" > "$2"; fi
+  shift
+done
+"""
+
 FAKE_TERRAFORM = """#!/bin/sh
 echo "$*" >> "$FAKE_LOG_DIR/terraform.calls"
 case "$*" in *"output -json"*) cat "$FAKE_OUTPUTS" ;; *) exit 3 ;; esac
@@ -71,6 +80,11 @@ with open(os.path.join(log, "kubectl.calls"), "a") as handle:
 if args[:2] == ["apply", "-f"]:
     with open(os.path.join(log, "applied.jsonl"), "a") as handle:
         handle.write(json.dumps(json.loads(sys.stdin.read())) + "\\n")
+elif args[:2] == ["create", "configmap"]:
+    namespace = args[args.index("--namespace") + 1]
+    key, path = next(a for a in args if a.startswith("--from-file=")).split("=", 2)[1:]
+    print(json.dumps({{"kind": "ConfigMap", "metadata": {{"name": args[2], "namespace": namespace}},
+                      "data": {{key: open(path).read()}}}}))
 elif args[:2] == ["create", "namespace"]:
     print(json.dumps({{"kind": "Namespace", "metadata": {{"name": args[2]}}}}))
 elif args[:3] == ["create", "secret", "generic"]:
@@ -94,7 +108,7 @@ else:
 def fake_cluster(tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("terraform", FAKE_TERRAFORM),
+    for name, text in (("terraform", FAKE_TERRAFORM), ("curl", FAKE_CURL),
                        ("kubectl", FAKE_KUBECTL.format(python=sys.executable))):
         path = bin_dir / name
         path.write_text(text)
@@ -108,6 +122,7 @@ def fake_cluster(tmp_path):
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "FAKE_LOG_DIR": str(log_dir),
         "FAKE_OUTPUTS": str(outputs),
+        "FAKE_CA": FAKE_CA,
         "PYTHON": sys.executable,
         "VALUES_FILE": str(tmp_path / "deploy" / "terraform-values.yaml"),
     }
@@ -123,31 +138,48 @@ def applied_objects(log_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (log_dir / "applied.jsonl").read_text().splitlines()]
 
 
-def test_script_applies_every_secret_in_its_namespace(fake_cluster):
+def test_script_applies_lockbox_access_stores_and_ca(fake_cluster):
     environment, log_dir, _ = fake_cluster
     result = run_script(environment)
     assert result.returncode == 0, result.stderr
     names, namespaces = platform()["secrets"], platform()["namespaces"]
+    eso = platform()["external_secrets"]
     objects = applied_objects(log_dir)
-    assert {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"} == {
-        namespaces["platform"], namespaces["jobs"]}
+    store_namespaces = {namespaces["platform"], namespaces["jobs"]}
+    assert {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"} == store_namespaces
     secrets = {(o["metadata"]["namespace"], o["metadata"]["name"]): o
                for o in objects if o["kind"] == "Secret"}
-    s3_data = {"AWS_ACCESS_KEY_ID": SECRET_VALUES["s3_access_key_id"],
-               "AWS_SECRET_ACCESS_KEY": SECRET_VALUES["s3_secret_access_key"]}
-    assert secrets.keys() == {
-        (namespaces["platform"], names["s3"]), (namespaces["jobs"], names["s3"]),
-        (namespaces["platform"], names["mlflow_db"]), (namespaces["platform"], names["airflow_db"]),
-    }
-    assert secrets[(namespaces["jobs"], names["s3"])]["stringData"] == s3_data
-    assert secrets[(namespaces["platform"], names["s3"])]["stringData"] == s3_data
-    assert secrets[(namespaces["platform"], names["mlflow_db"])]["stringData"] == {
-        "uri": SECRET_VALUES["mlflow_database_uri"]}
-    assert secrets[(namespaces["platform"], names["airflow_db"])]["stringData"] == {
-        "connection": SECRET_VALUES["airflow_database_uri"]}
-    # Namespaces first, so the Secrets have somewhere to go.
+    # Only the reader's key: no component key or database URI passes through this machine.
+    assert secrets.keys() == {(namespace, names["lockbox_auth"]) for namespace in store_namespaces}
+    for secret in secrets.values():
+        assert secret["stringData"] == {eso["auth_key"]: SECRET_VALUES["lockbox_authorized_key"]}
+    (store_list,) = [o for o in objects if o["kind"] == "List"]
+    stores = {s["metadata"]["namespace"]: s for s in store_list["items"]}
+    assert stores.keys() == store_namespaces
+    for store in stores.values():
+        assert store["kind"] == "SecretStore" and store["metadata"]["name"] == eso["store"]
+        lockbox = store["spec"]["provider"]["yandexlockbox"]
+        assert lockbox["auth"]["authorizedKeySecretRef"] == {
+            "name": names["lockbox_auth"], "key": eso["auth_key"]}
+        assert lockbox["fetching"] == {"byName": {"folderID": "b1g0123456789abcdefg"}}
+    (ca,) = [o for o in objects if o["kind"] == "ConfigMap"]
+    postgres = platform()["postgres"]
+    assert ca["metadata"] == {"name": postgres["ca_configmap"], "namespace": namespaces["platform"]}
+    assert ca["data"] == {postgres["ca_file"]: FAKE_CA}
+    (curl,) = (log_dir / "curl.calls").read_text().splitlines()
+    assert curl.endswith(postgres["ca_url"]) and "--proto =https" in curl
+    # Namespaces first, so the Secrets have somewhere to go; the key before the stores using it.
     kinds = [o["kind"] for o in objects]
     assert kinds.index("Secret") > max(i for i, k in enumerate(kinds) if k == "Namespace")
+    assert kinds.index("List") > max(i for i, k in enumerate(kinds) if k == "Secret")
+
+
+def test_script_refuses_a_ca_that_is_not_a_certificate(fake_cluster):
+    environment, log_dir, _ = fake_cluster
+    result = run_script({**environment, "FAKE_CA": "<html>captive portal</html>"})
+    assert result.returncode != 0
+    assert "PEM" in result.stderr
+    assert not [o for o in applied_objects(log_dir) if o["kind"] == "ConfigMap"]
 
 
 def test_secret_values_never_reach_a_command_line_and_files_are_private(fake_cluster):
@@ -170,7 +202,7 @@ def test_values_file_has_the_names_and_no_secret(fake_cluster):
     text = values_path.read_text()
     for value in SECRET_VALUES.values():
         assert value not in text
-    assert "pw-" not in text and "postgresql://" not in text
+    assert "private" not in text
     values = yaml.safe_load(text)
     expected = {name: entry["value"] for name, entry in json.loads(outputs.read_text()).items()}
     assert values["registry"] == {"id": expected["registry_id"], "url": expected["registry_url"]}
