@@ -103,6 +103,8 @@ EXTRA: dict[str, dict[str, tuple[set[str], str]]] = {
     },
     "secret": {
         "dev-postgres": ({DEV}, "dev overlay only: the in-cluster PostgreSQL's own passwords"),
+        "dev-minio-root": ({DEV}, "dev overlay only: MinIO's root user, for the bucket Job"),
+        "dev-minio-users": ({DEV}, "dev overlay only: the component users the bucket Job creates"),
     },
     "image": {
         "quay.io/minio/minio": ({DEV}, "dev overlay only: MinIO server and its mc client"),
@@ -113,6 +115,7 @@ EXTRA: dict[str, dict[str, tuple[set[str], str]]] = {
     },
     "configmap": {
         "dev-postgres-init": ({DEV}, "dev overlay only: creates the Airflow and MLflow databases"),
+        "dev-minio-policies": ({DEV}, "dev overlay only: the bucket policies of the MinIO users"),
     },
 }
 
@@ -401,7 +404,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "spark-application/{o}": {
         "namespace": {NS["jobs"], NS["platform"]},  # the platform one: the MLflow host
         "service_account": {SA["spark_driver"]},
-        "secret": {SECRETS["s3"], SECRETS["mlflow_auth"]},
+        "secret": {SECRETS["s3_spark"], SECRETS["mlflow_auth"]},
         "image": {IMAGES["spark"]},
         "bucket": {BUCKETS["lake"]},
         "s3_region": {S3["region"]},
@@ -421,7 +424,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "chart/mlflow": {
         "namespace": {NS["platform"], NS["jobs"]},
         "service_account": {SA["mlflow"]},
-        "secret": {SECRETS["s3"], SECRETS["mlflow_db"]},
+        "secret": {SECRETS["s3_mlflow"], SECRETS["mlflow_db"]},
         "image": {IMAGES["mlflow"]},
         "bucket": {BUCKETS["mlflow_artifacts"]},
         "s3_endpoint": {S3["endpoint"]},
@@ -431,7 +434,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "values/airflow-values.yaml": {
         "namespace": {NS["jobs"], NS["platform"]},
         "service_account": {SA["airflow_worker"]},
-        "secret": {SECRETS["s3"], SECRETS["airflow_db"], SECRETS["airflow_keys"]},
+        "secret": {SECRETS["s3_airflow"], SECRETS["airflow_db"], SECRETS["airflow_keys"]},
         "image": {IMAGES["airflow"]},
         "bucket": {BUCKETS["lake"], BUCKETS["airflow_logs"]},
         "tracking_uri": {TRACKING_URI},
@@ -441,7 +444,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     "values/mlflow/values.yaml": {
         "namespace": {NS["jobs"]},
         "service_account": {SA["mlflow"]},
-        "secret": {SECRETS["s3"], SECRETS["mlflow_db"], SECRETS["mlflow_auth_server"]},
+        "secret": {SECRETS["s3_mlflow"], SECRETS["mlflow_db"], SECRETS["mlflow_auth_server"]},
         "image": {IMAGES["mlflow"]},
         "bucket": {BUCKETS["mlflow_artifacts"]},
         "s3_endpoint": {S3["endpoint"]},
@@ -466,7 +469,8 @@ def test_each_source_carries_the_names_it_should(key):
             DEV_S3_ENDPOINT if key.endswith("/dev") else S3["endpoint"]}}
     if key == "overlay/dev":
         expected = {**expected, "bucket": set(BUCKETS.values()), "secret": {
-            SECRETS["s3"], SECRETS["airflow_db"], SECRETS["mlflow_db"], SECRETS["airflow_keys"]}}
+            SECRETS["s3_spark"], SECRETS["s3_airflow"], SECRETS["s3_mlflow"], SECRETS["airflow_db"],
+            SECRETS["mlflow_db"], SECRETS["airflow_keys"]}}
     for category, names in expected.items():
         missing = names - refs(source, category)
         assert not missing, f"{source.name}: no {category} {sorted(missing)} found"
@@ -687,6 +691,9 @@ def provided_secret_keys(overlay_name: str) -> set[tuple[str, str, str]]:
     outputs = {name: "x" for name in (*script.SECRET_OUTPUTS, *script.VALUE_OUTPUTS)}
     provided = {(namespace, name, key) for namespace, name, data in script.secrets(outputs)
                 for key in data}
+    # The component Secrets: External Secrets Operator's targets, synced from Lockbox.
+    provided |= {(es["metadata"]["namespace"], es["spec"]["target"]["name"], item["secretKey"])
+                 for es in by_kind(overlay("yandex"), "ExternalSecret") for item in es["spec"]["data"]}
     return provided | {(namespace, name, key) for (namespace, name), keys
                        in MAKE_DEPLOY_SECRETS.items() for key in keys}
 
@@ -755,7 +762,8 @@ def terraform_reference_violations(resources: dict[str, dict[str, Any]],
     expected = {
         **{(f"yandex_storage_bucket.{key}", "bucket"): f"buckets.{key}" for key in BUCKETS},
         **{(f"yandex_iam_service_account.{key}", "name"): f"service_accounts.cloud_{key}"
-           for key in ("cluster", "nodes", "storage")},
+           for key in ("cluster", "nodes")},
+        ("yandex_iam_service_account.secrets_reader", "name"): "service_accounts.cloud_secrets",
         ("yandex_mdb_postgresql_user.this", "for_each"): "postgres.users",
         ("yandex_mdb_postgresql_database.this", "for_each"): "postgres.databases",
     }
@@ -779,6 +787,16 @@ def terraform_reference_violations(resources: dict[str, dict[str, Any]],
     if [platform_path(f"${{local.{ref}}}", defined) for ref in _WHOLE_REF.findall(expression)] != [
             "spark_node_pool.taint_key", "spark_node_pool.taint_value"]:
         found.append(f"node_taints {taints!r} do not read local.platform.spark_node_pool")
+    # One account per component, and the Lockbox secrets named like the Kubernetes Secrets.
+    storage = defined.get("storage_accounts", {})
+    if resources["yandex_iam_service_account.storage"].get("name") != "${each.value.name}" or {
+            key: platform_path(value.get("name"), defined) for key, value in storage.items()} != {
+            key: f"service_accounts.cloud_{key}" for key in ("spark", "airflow", "mlflow")}:
+        found.append("yandex_iam_service_account.storage does not read service_accounts.cloud_*")
+    if {key: platform_path(value, defined)
+            for key, value in defined.get("s3_secret_names", {}).items()} != {
+            key: f"secrets.s3_{key}" for key in ("spark", "airflow", "mlflow")}:
+        found.append("s3_secret_names do not read local.platform.secrets.s3_*")
     return found
 
 
@@ -802,7 +820,7 @@ def test_terraform_names_resolve_to_platform_yaml():
     resources = terraform_resources()
     for key, bucket in BUCKETS.items():
         assert hcl.resolve(resources[f"yandex_storage_bucket.{key}"]["bucket"]) == bucket
-    for key in ("cluster", "nodes", "storage"):
+    for key in ("cluster", "nodes"):
         assert hcl.resolve(resources[f"yandex_iam_service_account.{key}"]["name"]) == \
             SA[f"cloud_{key}"]
     spark = resources["yandex_kubernetes_node_group.spark"]

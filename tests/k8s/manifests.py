@@ -28,8 +28,9 @@ KUBE_VERSION = "1.33.0"
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 SHARED_SCHEMAS = REPO.parent / "shared" / "schemas"
 # Custom resources: no OpenAPI schema in kubernetes-validate; SparkApplication has the real CRD in
-# ../shared/schemas (tests/orchestration validates the DAG's against it), Argo CD's is not vendored here.
-CUSTOM_KINDS = {"Application", "SparkApplication"}
+# ../shared/schemas (tests/orchestration validates the DAG's against it), Argo CD's and External
+# Secrets Operator's are not vendored here.
+CUSTOM_KINDS = {"Application", "SparkApplication", "ExternalSecret"}
 
 
 def load_all(text: str) -> list[dict[str, Any]]:

@@ -153,8 +153,9 @@ def test_dev_secrets_are_labelled_dev_only_and_consistent():
     secrets = by_kind(objs, "Secret")
     assert secrets and all(s["metadata"]["labels"]["fraudops.io/dev-only"] == "true" for s in secrets)
     named = {(s["metadata"]["namespace"], s["metadata"]["name"]): secret_data(s) for s in secrets}
-    for namespace in (NS["platform"], NS["jobs"]):
-        assert set(named[(namespace, NAMES["secrets"]["s3"])]) == {
+    for namespace, key in ((NS["jobs"], "s3_spark"), (NS["platform"], "s3_airflow"),
+                           (NS["platform"], "s3_mlflow")):
+        assert set(named[(namespace, NAMES["secrets"][key])]) == {
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     postgres = named[(NS["platform"], "dev-postgres")]
     airflow = urlparse(named[(NS["platform"], NAMES["secrets"]["airflow_db"])]["connection"])
@@ -169,6 +170,13 @@ def test_dev_secrets_are_labelled_dev_only_and_consistent():
     assert len(base64.urlsafe_b64decode(keys["fernet-key"])) == 32  # a valid Fernet key
     assert all(value.startswith("dev-only") for data in named.values() for key, value in data.items()
                if key != "fernet-key" and "://" not in value)
+    # The bucket Job creates exactly the users the component Secrets hold.
+    users = named[(NS["platform"], "dev-minio-users")]
+    for component, namespace in (("spark", NS["jobs"]), ("airflow", NS["platform"]),
+                                 ("mlflow", NS["platform"])):
+        keys = named[(namespace, NAMES["secrets"][f"s3_{component}"])]
+        assert (users[f"{component.upper()}_KEY"], users[f"{component.upper()}_SECRET"]) == (
+            keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"])
 
 
 def test_dev_creates_the_platform_buckets_and_opens_minio_to_the_jobs():

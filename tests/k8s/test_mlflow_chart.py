@@ -143,7 +143,8 @@ def test_credentials_come_from_existing_secrets_only(rendered):
     assert env["MLFLOW_BACKEND_STORE_URI"]["valueFrom"]["secretKeyRef"] == {
         "name": NAMES["secrets"]["mlflow_db"], "key": "uri"}
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        assert env[key]["valueFrom"]["secretKeyRef"] == {"name": NAMES["secrets"]["s3"], "key": key}
+        assert env[key]["valueFrom"]["secretKeyRef"] == {
+            "name": NAMES["secrets"]["s3_mlflow"], "key": key}
     assert env["MLFLOW_S3_ENDPOINT_URL"]["value"] == NAMES["s3"]["endpoint"]
     for entry in env.values():
         assert "value" in entry or "secretKeyRef" in entry.get("valueFrom", {})

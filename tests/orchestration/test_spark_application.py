@@ -126,7 +126,7 @@ def test_secrets_are_referenced_never_inlined(monkeypatch, settings, ctx):
     app = sa.build_spark_application(STEPS["promote"], ctx, load_settings())
     text = yaml.safe_dump(app)
     assert "LEAK-CHECK" not in text and "leak-check" not in text
-    s3_secret = platform()["secrets"]["s3"]
+    s3_secret = platform()["secrets"]["s3_spark"]
     for role in ("driver", "executor"):
         env = {item["name"]: item for item in app["spec"][role]["env"]}
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

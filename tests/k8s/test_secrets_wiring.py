@@ -1,0 +1,106 @@
+"""One S3 key per component reaches exactly that component's pods, in both overlays, and in dev
+the MinIO user behind each key can write only the bucket its component owns (the same policy as
+terraform/iam.tf, tests/terraform/test_least_privilege.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spark_jobs.launch import spark_application as sa
+from spark_jobs.platform import platform
+from tests.k8s.manifests import CHARTS, K8S, MLFLOW_CHART, OVERLAYS, by_kind, kustomize, one
+from tests.terraform.test_least_privilege import OWNS, SECRET_OF
+
+NAMES = platform()
+NS = NAMES["namespaces"]
+S3_SECRETS = {component: NAMES["secrets"][key] for component, key in SECRET_OF.items()}
+# Where each component's pods run.
+NAMESPACE_OF = {"spark": NS["jobs"], "airflow": NS["platform"], "mlflow": NS["platform"]}
+WRITE_ACTIONS = ("s3:*", "s3:PutObject", "s3:DeleteObject", "s3:Put*", "s3:Delete*")
+
+
+def s3_secret_refs(node) -> set[str]:
+    """Names of the Secrets whose AWS_* keys ``node`` reads."""
+    found = set()
+    if isinstance(node, dict):
+        ref = node.get("secretKeyRef")
+        if isinstance(ref, dict) and str(ref.get("key", "")).startswith("AWS_"):
+            found.add(ref["name"])
+        if node.get("secretKey", "").startswith("AWS_") and "secretName" in node:
+            found.add(node["secretName"])
+        for value in node.values():
+            found |= s3_secret_refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= s3_secret_refs(item)
+    return found
+
+
+def test_each_component_reads_only_its_own_key():
+    # The SparkApplication's one S3 Secret is filled with secrets.s3_spark (the filled
+    # applications are checked in tests/dag/test_spark_application.py).
+    template = yaml.safe_load((K8S / "spark" / "sparkapplication.template.yaml").read_text())
+    assert s3_secret_refs(template) == {"${s3_secret}"}
+    assert '"s3_secret": names["secrets"]["s3_spark"]' in Path(sa.__file__).read_text()
+    airflow = yaml.safe_load((CHARTS / "airflow-values.yaml").read_text())
+    assert s3_secret_refs(airflow) == {S3_SECRETS["airflow"]}
+    mlflow = yaml.safe_load((MLFLOW_CHART / "values.yaml").read_text())
+    assert mlflow["artifacts"]["s3"]["existingSecret"] == S3_SECRETS["mlflow"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_each_key_lives_only_in_its_components_namespace(overlay):
+    objs = kustomize(K8S / "overlays" / overlay)
+    if overlay == "dev":
+        provided = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in by_kind(objs, "Secret")
+                    if set(s.get("data", {})) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}}
+    else:
+        assert by_kind(objs, "Secret") == [], "yandex Secrets come from Lockbox only"
+        provided = {(e["metadata"]["namespace"], e["spec"]["target"]["name"])
+                    for e in by_kind(objs, "ExternalSecret")
+                    if {d["secretKey"] for d in e["spec"]["data"]} == {
+                        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}}
+    assert provided == {(NAMESPACE_OF[c], S3_SECRETS[c]) for c in OWNS}
+
+
+def test_yandex_external_secrets_read_the_lockbox_secret_of_the_same_name():
+    store = NAMES["external_secrets"]["store"]
+    for external in by_kind(kustomize(K8S / "overlays" / "yandex"), "ExternalSecret"):
+        spec = external["spec"]
+        assert external["apiVersion"] == "external-secrets.io/v1"
+        assert spec["secretStoreRef"] == {"kind": "SecretStore", "name": store}
+        assert spec["target"]["name"] == external["metadata"]["name"]
+        assert spec["target"]["name"] in NAMES["secrets"].values()
+        for item in spec["data"]:
+            assert item["remoteRef"] == {"key": spec["target"]["name"], "property": item["secretKey"]}
+
+
+def _written_buckets(policy: dict) -> set[str]:
+    buckets = set()
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Effect"] == "Allow" and any(a in WRITE_ACTIONS for a in actions):
+            buckets |= {r.removeprefix("arn:aws:s3:::").split("/")[0] for r in statement["Resource"]}
+    return buckets
+
+
+def test_dev_minio_users_write_only_the_bucket_they_own():
+    objs = kustomize(K8S / "overlays" / "dev")
+    policies = one(objs, "ConfigMap", "dev-minio-policies")["data"]
+    assert set(policies) == {f"{component}.json" for component in OWNS}
+    for component, owned in OWNS.items():
+        written = _written_buckets(json.loads(policies[f"{component}.json"]))
+        assert written == {NAMES["buckets"][key] for key in owned}, component
+    job = one(objs, "Job", "minio-buckets")
+    script = job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    for component in OWNS:
+        assert f'attach {component} "${component.upper()}_KEY"' in script
+    users = {k: base64.b64decode(v).decode()
+             for k, v in one(objs, "Secret", "dev-minio-users")["data"].items()}
+    root = one(objs, "Secret", "dev-minio-root")
+    assert base64.b64decode(root["data"]["MINIO_ROOT_USER"]).decode() not in users.values()
