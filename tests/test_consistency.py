@@ -82,11 +82,11 @@ ALLOWED: dict[str, set[str]] = {
     "tracking_uri": {TRACKING_URI},
     "node_label": {f"{POOL['label_key']}={POOL['label_value']}"},
     "toleration": {f"Equal {POOL['taint_key']}={POOL['taint_value']}:NoSchedule"},
-    "configmap": {ENVIRONMENT_CONFIGMAP},
+    "configmap": {ENVIRONMENT_CONFIGMAP, POSTGRES["ca_configmap"]},
     # Every "fraudops-..." token anywhere: a retyped name in free text (a shell command, a URL).
     "prefixed": {value for value in (
         *NS.values(), *SA.values(), *SECRETS.values(), *BUCKETS.values(), *OUR_IMAGES,
-    ) if value.startswith(f"{PROJECT}-")} | {ENVIRONMENT_CONFIGMAP},
+    ) if value.startswith(f"{PROJECT}-")} | {ENVIRONMENT_CONFIGMAP, POSTGRES["ca_configmap"]},
 }
 
 # Names platform.yaml does not hold, each allowed only in the sources tagged as listed.

@@ -104,3 +104,23 @@ def test_dev_minio_users_write_only_the_bucket_they_own():
              for k, v in one(objs, "Secret", "dev-minio-users")["data"].items()}
     root = one(objs, "Secret", "dev-minio-root")
     assert base64.b64decode(root["data"]["MINIO_ROOT_USER"]).decode() not in users.values()
+
+
+def test_database_ca_is_mounted_where_the_uris_point():
+    """sslmode=verify-full&sslrootcert=<ca_dir>/<ca_file> (terraform/locals.tf) needs the CA there
+    in every pod that opens the database: all Airflow pods and both MLflow containers."""
+    from tests.k8s.manifests import containers, objects, pod_specs, render_chart
+
+    postgres = NAMES["postgres"]
+    airflow = yaml.safe_load((CHARTS / "airflow-values.yaml").read_text())
+    (volume,) = [v for v in airflow["volumes"] if v.get("configMap")]
+    assert volume["configMap"] == {"name": postgres["ca_configmap"], "optional": True}
+    assert {"name": volume["name"], "mountPath": postgres["ca_dir"], "readOnly": True} in (
+        airflow["volumeMounts"])
+    rendered = render_chart(MLFLOW_CHART, {}, release="mlflow", namespace=NS["platform"])
+    (_, pod), = [p for p in pod_specs(objects(rendered)) if p[0].startswith("Deployment/")]
+    (ca,) = [v for v in pod["volumes"] if v.get("configMap")]
+    assert ca["configMap"] == {"name": postgres["ca_configmap"], "optional": True}
+    for container in containers(pod):
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert mounts[ca["name"]] == postgres["ca_dir"], container["name"]

@@ -84,6 +84,15 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* The database server's CA, where the backend store URI's sslrootcert points. */}}
+{{- define "mlflow.caVolumeMount" -}}
+{{- if .Values.backendStore.caConfigMap -}}
+- name: postgres-ca
+  mountPath: {{ .Values.backendStore.caMountPath }}
+  readOnly: true
+{{- end -}}
+{{- end -}}
+
 {{/* Environment shared by the server and the migration: the backend store URI. */}}
 {{- define "mlflow.backendStoreEnv" -}}
 - name: MLFLOW_BACKEND_STORE_URI
