@@ -22,6 +22,8 @@ NS_JOBS = $(call platform,['namespaces']['jobs'])
 NS_SPARK_OPERATOR = $(call platform,['namespaces']['spark_operator'])
 AIRFLOW_KEYS_SECRET = $(call platform,['secrets']['airflow_keys'])
 MLFLOW_SERVICE = $(call platform,['mlflow']['service'])
+MLFLOW_AUTH_SERVER_SECRET = $(call platform,['secrets']['mlflow_auth_server'])
+NS_EXTERNAL_SECRETS = $(call platform,['external_secrets']['namespace'])
 MLFLOW_PORT = $(call platform,['mlflow']['port'])
 POOL_LABEL = $(call platform,['spark_node_pool']['label_key'])=$(call platform,['spark_node_pool']['label_value'])
 IMAGE_NAMES = $(call platform,['images']['spark']) $(call platform,['images']['airflow']) $(call platform,['images']['mlflow'])
@@ -50,7 +52,11 @@ endif
 image_ref = $(DEPLOY_REGISTRY)$(call image_name,$(1)):$(DEPLOY_TAG)
 
 .PHONY: images images-dev deploy deploy-check undeploy port-forward-airflow \
-	port-forward-mlflow argocd-bootstrap charts-pull
+	port-forward-mlflow argocd-bootstrap charts-pull external-secrets
+
+# The dev overlay labels every node and ships fake credentials: only on a cluster on this machine.
+LOCAL_CONTEXTS := kind-*|k3d-*|minikube|docker-desktop|rancher-desktop
+ALLOW_REMOTE_CONTEXT ?=
 
 images: $(VENV)/.synced ## Build and push the images to cr.yandex/<registry>/<name>:<git sha> (TAG, REGISTRY)
 	@test -n "$(REGISTRY)" || { echo "REGISTRY unknown: run make infra-secrets or set REGISTRY" >&2; exit 1; }
@@ -76,9 +82,18 @@ deploy-check: $(VENV)/.synced
 	@test -n "$(GIT_REPO_URL)" || { echo "GIT_REPO_URL unknown (git-sync clones the DAGs from it)" >&2; exit 1; }
 	@if [ "$(OVERLAY)" != dev ]; then test -n "$(REGISTRY)" -a -n "$(TAG)" \
 		|| { echo "REGISTRY and TAG are needed (make infra-secrets, a git checkout)" >&2; exit 1; }; fi
-	@echo ">>> deploying overlay $(OVERLAY) to context $$($(KUBECTL) config current-context)"
+	@context="$$($(KUBECTL) config current-context)" || { echo "no current kubectl context" >&2; exit 1; }; \
+	if [ "$(OVERLAY)" = dev ] && [ "$(ALLOW_REMOTE_CONTEXT)" != 1 ]; then \
+		case "$$context" in \
+		$(LOCAL_CONTEXTS)) ;; \
+		*) echo "refusing OVERLAY=dev on context '$$context': it is not a local cluster" \
+			"($(LOCAL_CONTEXTS)). The dev overlay labels every node and ships fake" \
+			"credentials. ALLOW_REMOTE_CONTEXT=1 overrides." >&2; exit 1 ;; \
+		esac; \
+	fi; \
+	echo ">>> deploying overlay $(OVERLAY) to context $$context"
 
-deploy: deploy-check ## helm upgrade --install spark-operator, MLflow, Airflow and apply k8s/overlays/$(OVERLAY)
+deploy: deploy-check $(if $(filter-out dev,$(OVERLAY)),external-secrets) ## helm upgrade --install spark-operator, MLflow, Airflow and apply k8s/overlays/$(OVERLAY)
 	$(KUBECTL) kustomize k8s/overlays/$(OVERLAY) | $(KUBECTL) apply -f -
 	@# The images of this deploy, where the Airflow pods read the Spark one (Argo CD gets them
 	@# from the committed overlay instead).
@@ -128,10 +143,21 @@ undeploy: $(VENV)/.synced ## Uninstall the releases and delete the overlay's obj
 	-$(HELM) uninstall spark-operator --namespace $(NS_SPARK_OPERATOR) --wait
 	$(KUBECTL) kustomize k8s/overlays/$(OVERLAY) | $(KUBECTL) delete --ignore-not-found -f -
 
+# External Secrets Operator, which turns the Lockbox secrets into the platform's Secrets (yandex).
+external-secrets: $(VENV)/.synced ## Install External Secrets Operator (the yandex overlay's Secrets come from Lockbox)
+	$(HELM) repo add external-secrets $(call chart_field,external_secrets_repo) --force-update
+	$(HELM) upgrade --install external-secrets external-secrets/$(call chart_field,external_secrets_chart) \
+		--version $(call chart_field,external_secrets_version) --namespace $(NS_EXTERNAL_SECRETS) \
+		--create-namespace --set installCRDs=true --wait --timeout $(HELM_TIMEOUT)
+
 port-forward-airflow: $(VENV)/.synced ## Airflow UI and API on http://localhost:8080
+	@echo ">>> http://localhost:8080 - log in with the Airflow user you created (FAB auth manager, no"
+	@echo ">>> default admin): docs/kubernetes.md, 'Airflow login'."
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/airflow-api-server 8080:8080
 
 port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:<mlflow.port> (5000)
+	@echo ">>> http://localhost:$(MLFLOW_PORT) - with basic auth on (yandex), log in as the admin_username"
+	@echo ">>> of basic_auth.ini in Secret $(MLFLOW_AUTH_SERVER_SECRET), password from Lockbox (docs/security.md)."
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
 
 argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)

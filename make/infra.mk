@@ -58,5 +58,5 @@ kubeconfig: ## Add the cluster to ~/.kube/config with yc (external or internal e
 	yc managed-kubernetes cluster get-credentials --id "$$cluster_id" --"$$endpoint" \
 		--context-name "$$project" --force
 
-infra-secrets: $(VENV)/.synced ## Kubernetes Secrets and .deploy/terraform-values.yaml from Terraform outputs
+infra-secrets: $(VENV)/.synced external-secrets ## Lockbox access, SecretStores, the DB CA and .deploy/terraform-values.yaml
 	TERRAFORM=$(TERRAFORM) PYTHON=$(PY) scripts/tf-outputs-to-k8s.sh
