@@ -42,14 +42,21 @@ locals {
     mlflow  = { name = local.platform.secrets.mlflow_db, key = "uri" }
     airflow = { name = local.platform.secrets.airflow_db, key = "connection" }
   }
+  # MLflow basic auth: the server's Secret and the clients' (Spark pods).
+  mlflow_auth_secrets = {
+    server = local.platform.secrets.mlflow_auth_server
+    client = local.platform.secrets.mlflow_auth
+  }
   # Every Lockbox secret External Secrets Operator may read: known keys, ids after apply.
   lockbox_secret_keys = toset(concat(
     [for key in keys(local.s3_secret_names) : "s3-${key}"],
     [for key in keys(local.database_secrets) : "database-${key}"],
+    [for key in keys(local.mlflow_auth_secrets) : "mlflow-auth-${key}"],
   ))
   lockbox_secret_ids = merge(
     { for key, secret in yandex_lockbox_secret.s3 : "s3-${key}" => secret.id },
     { for key, secret in yandex_lockbox_secret.database : "database-${key}" => secret.id },
+    { for key, secret in yandex_lockbox_secret.mlflow_auth : "mlflow-auth-${key}" => secret.id },
   )
 
   spark_pool = local.platform.spark_node_pool
@@ -75,6 +82,7 @@ locals {
   # certificate and name against Yandex Cloud's CA, mounted from postgres.ca_configmap.
   postgres_ca_path = "${local.platform.postgres.ca_dir}/${local.platform.postgres.ca_file}"
   postgres_host    = "c-${yandex_mdb_postgresql_cluster.this.id}.rw.mdb.yandexcloud.net"
+  mlflow_auth_uri  = "postgresql://${yandex_mdb_postgresql_user.this["mlflow"].name}:${random_password.postgres["mlflow"].result}@${local.postgres_host}:${local.postgres_port}/${yandex_mdb_postgresql_database.mlflow_auth.name}?sslmode=verify-full&sslrootcert=${local.postgres_ca_path}"
   postgres_uris = {
     for key, user in yandex_mdb_postgresql_user.this :
     key => "postgresql://${user.name}:${random_password.postgres[key].result}@${local.postgres_host}:${local.postgres_port}/${yandex_mdb_postgresql_database.this[key].name}?sslmode=verify-full&sslrootcert=${local.postgres_ca_path}"

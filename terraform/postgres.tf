@@ -76,3 +76,21 @@ resource "yandex_mdb_postgresql_database" "this" {
   lc_collate = "en_US.UTF-8"
   lc_type    = "en_US.UTF-8"
 }
+
+# MLflow's basic-auth user store keeps its own schema and migrations: a database of its own,
+# owned by the MLflow user.
+resource "yandex_mdb_postgresql_database" "mlflow_auth" {
+  cluster_id = yandex_mdb_postgresql_cluster.this.id
+  name       = local.platform.mlflow.auth_database
+  owner      = yandex_mdb_postgresql_user.this["mlflow"].name
+  lc_collate = "en_US.UTF-8"
+  lc_type    = "en_US.UTF-8"
+}
+
+# MLflow's admin password and the Flask secret key its replicas share (basic auth).
+resource "random_password" "mlflow_auth" {
+  for_each = toset(["admin", "flask"])
+
+  length  = 40
+  special = false
+}

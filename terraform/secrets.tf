@@ -52,3 +52,53 @@ resource "yandex_lockbox_secret_version" "database" {
     text_value = local.postgres_uris[each.key]
   }
 }
+
+# MLflow basic auth: the server's basic_auth.ini (user store, admin account, READ for everyone
+# else) with the Flask key, and the clients' credentials. The Spark steps log runs and move the
+# model's aliases, so for now they use the admin account (docs/security.md).
+resource "yandex_lockbox_secret" "mlflow_auth" {
+  for_each = local.mlflow_auth_secrets
+
+  name                = each.value
+  description         = "MLflow basic auth of ${local.project}: ${each.key} side"
+  folder_id           = var.folder_id
+  kms_key_id          = yandex_kms_symmetric_key.this.id
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+}
+
+resource "yandex_lockbox_secret_version" "mlflow_auth_server" {
+  secret_id = yandex_lockbox_secret.mlflow_auth["server"].id
+
+  entries {
+    key = "basic_auth.ini"
+    text_value = join("\n", [
+      "[mlflow]",
+      "default_permission = READ",
+      "database_uri = ${local.mlflow_auth_uri}",
+      "admin_username = ${local.platform.mlflow.auth_admin}",
+      "admin_password = ${random_password.mlflow_auth["admin"].result}",
+      "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+      "",
+    ])
+  }
+
+  entries {
+    key        = "flask-secret-key"
+    text_value = random_password.mlflow_auth["flask"].result
+  }
+}
+
+resource "yandex_lockbox_secret_version" "mlflow_auth_client" {
+  secret_id = yandex_lockbox_secret.mlflow_auth["client"].id
+
+  entries {
+    key        = "MLFLOW_TRACKING_USERNAME"
+    text_value = local.platform.mlflow.auth_admin
+  }
+
+  entries {
+    key        = "MLFLOW_TRACKING_PASSWORD"
+    text_value = random_password.mlflow_auth["admin"].result
+  }
+}

@@ -42,6 +42,7 @@ VALUE_SETS = {
         "networkPolicy": {"enabled": False},
         "backendStore": {"upgradeOnStart": False},
         "tests": {"enabled": False},
+        "auth": {"enabled": False},
     },
 }
 
@@ -124,7 +125,8 @@ def test_server_command_proxies_artifacts_and_checks_hosts(rendered):
     bucket = NAMES["buckets"]["mlflow_artifacts"]
     assert f"--artifacts-destination=s3://{bucket}/" in args
     assert f"--port={NAMES['mlflow']['port']}" in args
-    assert ("--app-name=basic-auth" in args) == values.get("auth", {}).get("enabled", False)
+    assert ("--app-name=basic-auth" in args) == values.get("auth", {}).get(
+        "enabled", DEFAULTS["auth"]["enabled"])
     hosts = env_of(container)["MLFLOW_SERVER_ALLOWED_HOSTS"]["value"].split(",")
     svc = f"{NAMES['mlflow']['service']}.{NAMESPACE}.svc.cluster.local"
     # What the jobs send (MLFLOW_TRACKING_URI's host with its port) and port-forward's localhost.
@@ -237,6 +239,23 @@ def test_notes_give_the_port_forward_command():
     assert f"http://{RELEASE}.{NAMESPACE}.svc.cluster.local:{port}" in notes
 
 
+def test_auth_is_on_by_default_and_off_only_in_dev():
+    assert DEFAULTS["auth"]["enabled"] is True
+    _, container = server(objects(render()))
+    assert "--app-name=basic-auth" in container["args"]
+    dev = yaml.safe_load((MLFLOW_CHART.parent / "mlflow-values.dev.yaml").read_text())
+    assert dev["auth"]["enabled"] is False
+
+
+def test_ingress_without_auth_fails_to_render():
+    with pytest.raises(helm().HelmError):
+        render({"ingress": {"enabled": True, "host": "mlflow.example.org"},
+                "auth": {"enabled": False}})
+    # The same Ingress with auth renders.
+    assert one(objects(render({"ingress": {"enabled": True, "host": "mlflow.example.org"}})),
+               "Ingress")
+
+
 def test_ingress_without_host_fails_to_render():
     with pytest.raises(helm().HelmRenderError, match="ingress.host"):
         render({"ingress": {"enabled": True}})
@@ -250,6 +269,8 @@ BAD_VALUES = {
     "credential in values": {"backendStore": {"uri": "postgresql://u:p@h/db"}},
     "unknown key under server": {"server": {"allowedHosts": ["*"]}},
     "wrong type": {"auth": {"enabled": "yes"}},
+    "ingress without auth": {"ingress": {"enabled": True, "host": "mlflow.example.org"},
+                             "auth": {"enabled": False}},
 }
 
 

@@ -132,6 +132,7 @@ def test_protection_is_on_by_default():
 @pytest.mark.parametrize("address", [
     "yandex_mdb_postgresql_cluster.this", "yandex_kms_symmetric_key.this",
     "yandex_lockbox_secret.s3", "yandex_lockbox_secret.database",
+    "yandex_lockbox_secret.mlflow_auth",
 ])
 def test_database_key_and_secrets_take_the_protection_flag(address):
     assert hcl.resource(address).body["deletion_protection"] == "${var.deletion_protection}"
@@ -153,3 +154,21 @@ def test_database_clients_verify_the_server():
     ca = platform()["postgres"]
     assert hcl.resolve(hcl.locals_()["postgres_ca_path"]) == f"{ca['ca_dir']}/{ca['ca_file']}"
     assert "sslrootcert=${local.postgres_ca_path}" in uris
+
+
+def test_mlflow_auth_has_its_own_store_and_reads_by_default():
+    server = hcl.resource("yandex_lockbox_secret_version.mlflow_auth_server").body
+    entries = {entry["key"]: entry["text_value"] for entry in server["entries"]}
+    assert set(entries) == {"basic_auth.ini", "flask-secret-key"}
+    ini = entries["basic_auth.ini"]
+    assert "default_permission = READ" in ini
+    assert "database_uri = ${local.mlflow_auth_uri}" in ini
+    assert "admin_password = ${random_password.mlflow_auth[\"admin\"].result}" in ini
+    uri = hcl.locals_()["mlflow_auth_uri"]
+    assert "yandex_mdb_postgresql_database.mlflow_auth.name" in uri and "sslmode=verify-full" in uri
+    database = hcl.resource("yandex_mdb_postgresql_database.mlflow_auth").body
+    assert hcl.resolve(database["name"]) == platform()["mlflow"]["auth_database"]
+    assert database["name"] not in platform()["postgres"]["databases"].values()
+    assert hcl.resolve(hcl.locals_()["mlflow_auth_secrets"]) == {
+        "server": platform()["secrets"]["mlflow_auth_server"],
+        "client": platform()["secrets"]["mlflow_auth"]}
