@@ -72,7 +72,8 @@ OUR_IMAGES = {IMAGES["spark"], IMAGES["airflow"], IMAGES["mlflow"]}
 ALLOWED: dict[str, set[str]] = {
     "namespace": set(NS.values()),
     # Kubernetes ServiceAccounts; the cloud_* ones are Yandex IAM accounts (terraform only).
-    "service_account": {SA["spark_driver"], SA["airflow_worker"], SA["mlflow"]},
+    "service_account": {SA["spark_driver"], SA["spark_executor"], SA["airflow_worker"],
+                        SA["mlflow"]},
     "secret": set(SECRETS.values()),
     "image": OUR_IMAGES,
     "bucket": set(BUCKETS.values()),
@@ -403,7 +404,7 @@ def test_extras_are_not_platform_names():
 EXPECTED: dict[str, dict[str, set[str]]] = {
     "spark-application/{o}": {
         "namespace": {NS["jobs"], NS["platform"]},  # the platform one: the MLflow host
-        "service_account": {SA["spark_driver"]},
+        "service_account": {SA["spark_driver"], SA["spark_executor"]},
         "secret": {SECRETS["s3_spark"], SECRETS["mlflow_auth"]},
         "image": {IMAGES["spark"]},
         "bucket": {BUCKETS["lake"]},
@@ -415,7 +416,7 @@ EXPECTED: dict[str, dict[str, set[str]]] = {
     },
     "overlay/{o}": {
         "namespace": set(NS.values()),
-        "service_account": {SA["spark_driver"], SA["airflow_worker"]},
+        "service_account": {SA["spark_driver"], SA["spark_executor"], SA["airflow_worker"]},
         "image": OUR_IMAGES,
         "s3_region": {S3["region"]},
         "configmap": {ENVIRONMENT_CONFIGMAP},

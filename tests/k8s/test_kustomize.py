@@ -47,7 +47,9 @@ def test_namespaces_and_pod_security(built):
     _, objs = built
     namespaces = {n["metadata"]["name"]: n["metadata"]["labels"] for n in by_kind(objs, "Namespace")}
     assert set(namespaces) == set(NS.values())
-    assert namespaces[NS["jobs"]]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # Every namespace of the platform takes "restricted" (Airflow and spark-operator included).
+    for namespace in NS.values():
+        assert namespaces[namespace]["pod-security.kubernetes.io/enforce"] == "restricted", namespace
 
 
 def test_spark_driver_identity_in_the_jobs_namespace(built):
@@ -57,10 +59,17 @@ def test_spark_driver_identity_in_the_jobs_namespace(built):
     role = one(objs, "Role", SA["spark_driver"])
     (rule,) = role["rules"]
     assert set(rule["resources"]) == {"pods", "services", "configmaps", "persistentvolumeclaims"}
-    assert {"create", "get", "list", "watch", "delete"} <= set(rule["verbs"])
+    # What Spark's driver calls (see the file's comment): no update or patch.
+    assert set(rule["verbs"]) == {"create", "get", "list", "watch", "delete", "deletecollection"}
     binding = one(objs, "RoleBinding", SA["spark_driver"])
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": SA["spark_driver"], "namespace": NS["jobs"]}]
+    # The executors' identity: no token, bound to nothing.
+    executor = one(objs, "ServiceAccount", SA["spark_executor"])
+    assert executor["metadata"]["namespace"] == NS["jobs"]
+    assert executor["automountServiceAccountToken"] is False
+    assert not [b for b in by_kind(objs, "RoleBinding") + by_kind(objs, "ClusterRoleBinding")
+                if any(s["name"] == SA["spark_executor"] for s in b["subjects"])]
 
 
 def test_airflow_workers_may_only_run_spark_applications_in_the_jobs_namespace(built):

@@ -106,7 +106,8 @@ def test_application_is_placed_on_the_spark_pool_with_platform_names(settings, c
     assert app["metadata"]["namespace"] == names["namespaces"]["jobs"]
     for role in ("driver", "executor"):
         pod = app["spec"][role]
-        assert pod["serviceAccount"] == names["service_accounts"]["spark_driver"]
+        # Executors run as the token-less spark_executor (k8s/base/spark-driver-rbac.yaml).
+        assert pod["serviceAccount"] == names["service_accounts"][f"spark_{role}"]
         assert pod["nodeSelector"] == {pool["label_key"]: pool["label_value"]}
         assert pod["tolerations"] == [
             {
