@@ -27,6 +27,14 @@ output "cluster_endpoint_type" {
   value       = var.master_public_ip ? "external" : "internal"
 }
 
+output "egress_cidrs" {
+  description = "Where pods may open connections outside the cluster, as the yandex overlay's NetworkPolicies say: the VPC (PostgreSQL, the Kubernetes API) and Object Storage."
+  value = {
+    vpc            = var.network_cidr
+    object_storage = var.object_storage_cidrs
+  }
+}
+
 output "namespaces" {
   description = "Kubernetes namespaces of the platform (Airflow and MLflow), the Spark jobs and spark-operator."
   value       = local.namespaces

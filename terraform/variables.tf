@@ -114,6 +114,17 @@ variable "api_allowed_cidrs" {
   }
 }
 
+variable "object_storage_cidrs" {
+  type        = list(string)
+  description = "IPv4 ranges of the Object Storage endpoint (storage.yandexcloud.net): the only HTTPS destination outside the VPC the pods may reach. The yandex overlay's NetworkPolicies (k8s/overlays/yandex/egress.yaml) use the same list; check with `dig +short storage.yandexcloud.net`."
+  default     = ["213.180.193.0/24", "213.180.204.0/24"]
+
+  validation {
+    condition     = length(var.object_storage_cidrs) > 0 && alltrue([for cidr in var.object_storage_cidrs : can(cidrhost(cidr, 0)) && tonumber(split("/", cidr)[1]) >= 16])
+    error_message = "object_storage_cidrs must list IPv4 CIDRs of /16 or longer."
+  }
+}
+
 variable "master_logging" {
   type        = bool
   description = "Send kube-apiserver audit logs, cluster events and cluster-autoscaler logs to Cloud Logging (the folder's default log group)."

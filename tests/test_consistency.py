@@ -96,6 +96,7 @@ EXTRA: dict[str, dict[str, tuple[set[str], str]]] = {
     "namespace": {
         "argocd": ({ARGOCD}, "Argo CD's own namespace, where its Application objects live"),
         "default": ({ARGOCD}, "kubernetes.default.svc: the in-cluster API server destination"),
+        "kube-system": ({DEV, "yandex"}, "the cluster DNS the NetworkPolicies let pods resolve names with"),
     },
     "service": {
         "kubernetes": ({ARGOCD}, "kubernetes.default.svc: the in-cluster API server destination"),

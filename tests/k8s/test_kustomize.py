@@ -102,14 +102,17 @@ def egress_ports(policy):
     return {port["port"] for rule in policy["spec"].get("egress", []) for port in rule.get("ports", [])}
 
 
-@pytest.mark.parametrize("namespace", ["platform", "jobs"])
-def test_default_deny_with_dns_and_https(built, namespace):
+@pytest.mark.parametrize("namespace", ["platform", "jobs", "spark_operator"])
+def test_default_deny_with_dns_and_the_api(built, namespace):
     _, objs = built
     found = {p["metadata"]["name"]: p for p in policies(objs, NS[namespace])}
     deny = found["default-deny"]["spec"]
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     assert egress_ports(found["allow-dns"]) == {53}
-    assert egress_ports(found["allow-https-egress"]) == {443, 6443}
+    (peer,) = found["allow-dns"]["spec"]["egress"][0]["to"]
+    assert peer["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert 443 in egress_ports(found["allow-api-server-egress"])
+    assert "allow-https-egress" not in found, "no port-only egress (test_network_policies.py)"
 
 
 def test_jobs_reach_mlflow_on_its_port_only(built):
