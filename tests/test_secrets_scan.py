@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.k8s.manifests import REPO
+from tests.paths import REPO
 from tests.tools import venv_tool
 
 BASELINE = REPO / ".secrets.baseline"

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.k8s.manifests import REPO
 
 FAKE = """#!/bin/sh

@@ -8,7 +8,7 @@ import ipaddress
 
 import pytest
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.k8s.manifests import K8S, OVERLAYS, MLFLOW_CHART, by_kind, kustomize, objects, render_chart
 from tests.terraform import hcl
 

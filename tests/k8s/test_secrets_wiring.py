@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spark_jobs.launch import spark_application as sa
-from spark_jobs.platform import platform
+from fraudops.orchestration import spark_application as sa
+from fraudops.core.platform import platform
 from tests.k8s.manifests import CHARTS, K8S, MLFLOW_CHART, OVERLAYS, by_kind, kustomize, one
 from tests.terraform.test_least_privilege import OWNS, SECRET_OF
 
@@ -43,7 +43,7 @@ def s3_secret_refs(node) -> set[str]:
 
 def test_each_component_reads_only_its_own_key():
     # The SparkApplication's one S3 Secret is filled with secrets.s3_spark (the filled
-    # applications are checked in tests/dag/test_spark_application.py).
+    # applications are checked in tests/orchestration/test_spark_application.py).
     template = yaml.safe_load((K8S / "spark" / "sparkapplication.template.yaml").read_text())
     assert s3_secret_refs(template) == {"${s3_secret}"}
     assert '"s3_secret": names["secrets"]["s3_spark"]' in Path(sa.__file__).read_text()

@@ -10,6 +10,7 @@ import pytest
 
 from fraudops.core.platform import platform
 from tests.paths import REPO
+from tests.terraform import hcl
 
 TARGETS = ("infra-init", "infra-fmt", "infra-plan", "infra-apply", "infra-destroy", "kubeconfig",
            "infra-secrets")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from spark_jobs.platform import platform
+from fraudops.core.platform import platform
 from tests.terraform import hcl
 
 # The policy itself, stated here on purpose rather than read from terraform/: the bucket each
