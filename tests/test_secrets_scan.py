@@ -30,8 +30,10 @@ def tracked_files() -> list[str]:
             if name and name != BASELINE.name and (REPO / name).is_file()]
 
 
-def findings(report: dict) -> set[tuple[str, str, str]]:
-    return {(path, item["type"], item["hashed_secret"])
+def findings(report: dict) -> dict[tuple[str, str], str]:
+    """``(type, hashed secret) -> a file holding it``. A known false positive stays known when its
+    file moves or its line number changes."""
+    return {(item["type"], item["hashed_secret"]): path
             for path, items in report["results"].items() for item in items}
 
 
@@ -47,7 +49,7 @@ def test_detect_secrets_finds_nothing_new():
     found = findings(json.loads(result.stdout))
     baseline = json.loads(BASELINE.read_text())
     known = findings(baseline)
-    new = sorted(found - known)
+    new = sorted((path, kind) for (kind, secret), path in found.items() if (kind, secret) not in known)
     assert not new, ("possible credentials (remove them, or audit and add them with "
                      "`make secrets-baseline`):\n" + "\n".join(map(str, new)))
     # Every baseline entry was audited as a false positive.
@@ -60,7 +62,6 @@ def test_the_baseline_holds_only_audited_false_positives():
     baseline = json.loads(BASELINE.read_text())
     assert baseline["results"], "an empty baseline: regenerate it with make secrets-baseline"
     for path, items in baseline["results"].items():
-        assert (REPO / path).is_file(), f"{path} is in the baseline but not in the tree"
         for item in items:
             assert item.get("is_secret") is False, f"{path}:{item['line_number']} is not audited"
 
