@@ -70,7 +70,7 @@ RUN_ID = "scheduled__2018-04-02T00:00:00+00:00"
 
 OUR_IMAGES = {IMAGES["spark"], IMAGES["airflow"], IMAGES["mlflow"]}
 ALLOWED: dict[str, set[str]] = {
-    "namespace": set(NS.values()),
+    "namespace": set(NS.values()) | {NAMES["external_secrets"]["namespace"]},
     # Kubernetes ServiceAccounts; the cloud_* ones are Yandex IAM accounts (terraform only).
     "service_account": {SA["spark_driver"], SA["spark_executor"], SA["airflow_worker"],
                         SA["mlflow"]},
@@ -542,7 +542,8 @@ def test_argocd_destinations_and_release_names():
     destinations = {app["metadata"]["name"]: app["spec"]["destination"]["namespace"]
                     for app in by_kind(objs, "Application")}
     assert destinations == {"airflow": NS["platform"], "mlflow": NS["platform"],
-                            "spark-operator": NS["spark_operator"]}
+                            "spark-operator": NS["spark_operator"],
+                            "external-secrets": NAMES["external_secrets"]["namespace"]}
     # The MLflow Service is named after the release: it must be platform.yaml's mlflow.service.
     assert mlflow_application()["spec"]["source"]["helm"]["releaseName"] == MLFLOW["service"]
 

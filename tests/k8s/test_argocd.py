@@ -54,14 +54,15 @@ def test_apps_hold_the_yandex_overlay_and_the_three_charts(apps):
     overlay = kustomize(K8S / "overlays" / "yandex")
     non_apps = [o for o in apps if o["kind"] != "Application"]
     assert sorted(non_apps, key=repr) == sorted(overlay, key=repr)
-    assert set(applications(apps)) == {"spark-operator", "mlflow", "airflow"}
+    assert set(applications(apps)) == {"external-secrets", "spark-operator", "mlflow", "airflow"}
     assert not [o for o in apps if "config.kubernetes.io/local-config" in
                 o["metadata"].get("annotations", {})], "kustomize-only ConfigMaps must not be applied"
 
 
 def test_every_application_syncs_automatically_into_its_namespace(apps):
     destinations = {"spark-operator": NS["spark_operator"], "mlflow": NS["platform"],
-                    "airflow": NS["platform"]}
+                    "airflow": NS["platform"],
+                    "external-secrets": NAMES["external_secrets"]["namespace"]}
     waves = []
     for name, app in applications(apps).items():
         spec = app["spec"]
@@ -70,8 +71,10 @@ def test_every_application_syncs_automatically_into_its_namespace(apps):
         assert spec["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
         assert "resources-finalizer.argocd.argoproj.io" in app["metadata"]["finalizers"]
         waves.append((int(app["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]), name))
-    # The operator's CRDs, then MLflow, then Airflow (whose DAG needs both).
-    assert [name for _, name in sorted(waves)] == ["spark-operator", "mlflow", "airflow"]
+    # The Secrets' operator, then spark-operator's CRDs, then MLflow, then Airflow (whose DAG
+    # needs both).
+    assert [name for _, name in sorted(waves)] == [
+        "external-secrets", "spark-operator", "mlflow", "airflow"]
 
 
 @pytest.mark.parametrize("name, key", [("airflow", "airflow"), ("spark-operator", "spark_operator")])
@@ -84,6 +87,14 @@ def test_upstream_charts_come_from_versions_yaml_with_values_from_this_repo(apps
     assert value_file.startswith("$values/") and (REPO / value_file.removeprefix("$values/")).is_file()
     assert values_ref == {"repoURL": SETTINGS["repo_url"], "targetRevision": SETTINGS["revision"],
                           "ref": "values"}
+
+
+def test_external_secrets_chart_comes_from_versions_yaml(apps):
+    (chart,) = sources(applications(apps)["external-secrets"])
+    assert (chart["repoURL"], chart["chart"], chart["targetRevision"]) == (
+        VERSIONS["external_secrets_repo"], VERSIONS["external_secrets_chart"],
+        VERSIONS["external_secrets_version"])
+    assert chart["helm"]["valuesObject"] == {"installCRDs": True}
 
 
 def test_mlflow_chart_comes_from_this_repo(apps):
