@@ -22,7 +22,8 @@ NS_JOBS = $(call platform,['namespaces']['jobs'])
 NS_SPARK_OPERATOR = $(call platform,['namespaces']['spark_operator'])
 AIRFLOW_KEYS_SECRET = $(call platform,['secrets']['airflow_keys'])
 MLFLOW_SERVICE = $(call platform,['mlflow']['service'])
-MLFLOW_AUTH_SERVER_SECRET = $(call platform,['secrets']['mlflow_auth_server'])
+MLFLOW_AUTH_SECRET = $(call platform,['secrets']['mlflow_auth'])
+MLFLOW_AUTH_ADMIN = $(call platform,['mlflow']['auth_admin'])
 NS_EXTERNAL_SECRETS = $(call platform,['external_secrets']['namespace'])
 MLFLOW_PORT = $(call platform,['mlflow']['port'])
 POOL_LABEL = $(call platform,['spark_node_pool']['label_key'])=$(call platform,['spark_node_pool']['label_value'])
@@ -156,8 +157,8 @@ port-forward-airflow: $(VENV)/.synced ## Airflow UI and API on http://localhost:
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/airflow-api-server 8080:8080
 
 port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:<mlflow.port> (5000)
-	@echo ">>> http://localhost:$(MLFLOW_PORT) - with basic auth on (yandex), log in as the admin_username"
-	@echo ">>> of basic_auth.ini in Secret $(MLFLOW_AUTH_SERVER_SECRET), password from Lockbox (docs/security.md)."
+	@echo ">>> http://localhost:$(MLFLOW_PORT) - basic auth (yandex; off in dev): log in as user $(MLFLOW_AUTH_ADMIN), password from"
+	@echo ">>> Lockbox: yc lockbox payload get --name $(MLFLOW_AUTH_SECRET) --key MLFLOW_TRACKING_PASSWORD"
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
 
 argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)

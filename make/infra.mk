@@ -58,5 +58,11 @@ kubeconfig: ## Add the cluster to ~/.kube/config with yc (external or internal e
 	yc managed-kubernetes cluster get-credentials --id "$$cluster_id" --"$$endpoint" \
 		--context-name "$$project" --force
 
-infra-secrets: $(VENV)/.synced external-secrets ## Lockbox access, SecretStores, the DB CA and .deploy/terraform-values.yaml
+# External Secrets Operator must be there before its SecretStores: `helm` installs it first (the
+# make deploy path); `argocd` waits for the one the external-secrets Application installs.
+EXTERNAL_SECRETS_INSTALL ?= helm
+
+infra-secrets: $(VENV)/.synced $(if $(filter helm,$(EXTERNAL_SECRETS_INSTALL)),external-secrets) ## Lockbox access, SecretStores, the DB CA and .deploy/terraform-values.yaml
+	$(if $(filter argocd,$(EXTERNAL_SECRETS_INSTALL)),$(KUBECTL) wait --for condition=established \
+		--timeout=10m crd/secretstores.external-secrets.io)
 	TERRAFORM=$(TERRAFORM) PYTHON=$(PY) scripts/tf-outputs-to-k8s.sh

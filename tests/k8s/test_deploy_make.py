@@ -106,4 +106,6 @@ def test_port_forward_says_how_to_log_in(fakes, target, says):
     assert result.returncode == 0, result.stderr
     assert says in result.stdout
     if target.endswith("mlflow"):
-        assert platform()["secrets"]["mlflow_auth_server"] in result.stdout
+        assert f"user {platform()['mlflow']['auth_admin']}" in result.stdout
+        assert (f"yc lockbox payload get --name {platform()['secrets']['mlflow_auth']} "
+                "--key MLFLOW_TRACKING_PASSWORD") in result.stdout

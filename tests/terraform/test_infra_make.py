@@ -127,3 +127,17 @@ def test_destroy_data_is_explicit_and_warns(fakes):
     result, call = destroy_call(fakes, "DESTROY_DATA=1")
     assert call == ["-chdir=terraform", "destroy"]
     assert "EVERYTHING" in result.stdout and "deletion_protection" in result.stdout
+
+
+@pytest.mark.parametrize(("install", "helm", "waits"), [("helm", True, False),
+                                                          ("argocd", False, True)])
+def test_infra_secrets_brings_external_secrets_before_its_stores(install, helm, waits):
+    # -n: print the recipe only; -o: never rebuild the shared virtualenv from a test.
+    result = make("-n", "-o", ".venv/.synced", "infra-secrets",
+                  f"EXTERNAL_SECRETS_INSTALL={install}", env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout
+    script = lines.index("scripts/tf-outputs-to-k8s.sh")
+    assert ("upgrade --install external-secrets" in lines[:script]) is helm
+    assert ("crd/secretstores.external-secrets.io" in lines[:script]) is waits
+    assert "upgrade --install external-secrets" not in lines[script:]
