@@ -34,7 +34,10 @@ need "$KUBECTL" "kubectl applies the overlay and reaches the pods"
 platform() { "$PY" -c "from fraudops.core.platform import platform; print(platform()$1)"; }
 NS=$(platform "['namespaces']['platform']")
 DAG=$(platform "['airflow']['dag_id']")
-S3_SECRET=$(platform "['secrets']['s3']")
+# Writing the lake takes Spark's key, the only one that may (docs/security.md); it lives in the
+# jobs namespace.
+JOBS_NS=$(platform "['namespaces']['jobs']")
+S3_SECRET=$(platform "['secrets']['s3_spark']")
 MLFLOW_SERVICE=$(platform "['mlflow']['service']")
 MLFLOW_SERVICE_PORT=$(platform "['mlflow']['port']")
 LAKE_ROOT=$("$PY" scripts/e2e_check.py lake-root)
@@ -73,7 +76,7 @@ say "images and platform"
 
 say "lake: $DAYS days into $LAKE_ROOT on the cluster's MinIO"
 forward minio "$MINIO_PORT" 9000
-secret() { "$KUBECTL" --namespace "$NS" get secret "$S3_SECRET" -o "jsonpath={.data.$1}" | base64 -d; }
+secret() { "$KUBECTL" --namespace "$JOBS_NS" get secret "$S3_SECRET" -o "jsonpath={.data.$1}" | base64 -d; }
 AWS_ACCESS_KEY_ID=$(secret AWS_ACCESS_KEY_ID) AWS_SECRET_ACCESS_KEY=$(secret AWS_SECRET_ACCESS_KEY) \
   FRAUDOPS_S3_ENDPOINT="http://127.0.0.1:$MINIO_PORT" \
   "$PY" -m fraudops.simulator.generate --lake-root "$LAKE_ROOT" --days "$DAYS" \
