@@ -217,7 +217,7 @@ def argocd_cm() -> dict:
 def test_sync_waves_between_applications_come_with_the_application_health_check(apps):
     waves = {name: int(app["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", 0))
              for name, app in applications(apps).items()}
-    assert waves == {"spark-operator": 0, "mlflow": 1, "airflow": 2}
+    assert waves == {"external-secrets": -1, "spark-operator": 0, "mlflow": 1, "airflow": 2}
     cm = argocd_cm()
     assert cm["metadata"]["namespace"] == "argocd"
     assert cm["metadata"]["labels"]["app.kubernetes.io/part-of"] == "argocd"

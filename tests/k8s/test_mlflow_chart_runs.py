@@ -103,7 +103,10 @@ def older_schema(uri: str) -> str:
 # The rendered pod, run here ------------------------------------------------------------------
 
 def rendered_pod(port: int, s3_endpoint: str) -> dict:
-    values = {"server": {"port": port}, "artifacts": {"s3": {"endpoint": s3_endpoint}}}
+    # Basic auth (on by default) needs its user store and Secret; what runs here is the schema
+    # and the server on it, so auth is off (its wiring: test_mlflow_chart.py).
+    values = {"server": {"port": port}, "artifacts": {"s3": {"endpoint": s3_endpoint}},
+              "auth": {"enabled": False}}
     out = render_chart(MLFLOW_CHART, values, release=RELEASE, namespace=NAMESPACE)
     return one(objects(out), "Deployment")["spec"]["template"]["spec"]
 
@@ -131,7 +134,7 @@ def argv(container: dict) -> list[str]:
 
 def platform_secrets(backend_uri: str) -> dict[str, dict[str, str]]:
     return {NAMES["secrets"]["mlflow_db"]: {"uri": backend_uri},
-            NAMES["secrets"]["s3"]: dict(servers.S3_KEYS)}
+            NAMES["secrets"]["s3_mlflow"]: dict(servers.S3_KEYS)}
 
 
 def run_init(pod: dict, backend_uri: str) -> subprocess.CompletedProcess:
