@@ -49,8 +49,8 @@ def unavailable(exc: BaseException, doing: str, uri: str | None = None) -> Track
     uri = uri or mlflow.get_tracking_uri()
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return TrackingUnavailable(
-        f"MLflow tracking server {uri} failed while {doing}; nothing was decided from that "
-        f"failure, a retry with the same run id resumes the step ({detail})")
+        f"MLflow tracking server {uri} failed while {doing}: {detail}. Stopping rather than "
+        "reading that as 'nothing there'; run the step again once the server answers")
 
 
 @contextlib.contextmanager

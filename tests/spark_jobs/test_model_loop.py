@@ -87,8 +87,11 @@ def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
     assert second["interval"]["low"] == second["interval"]["high"] == 0.0
     assert second["champion_version"] == trained["model_version"]
 
+    # Another run deciding on the same version (a run id decides once: run-2 again would
+    # return its recorded decision).
+    _write_train_summary(small_lake, "run-3", trained, twin.version)
     strict = registry.Gates(min_roc_auc=0.999, min_average_precision=0.99)
-    third = promote.run(spark, small_lake, AS_OF, "run-2", strict, "better", 200)
+    third = promote.run(spark, small_lake, AS_OF, "run-3", strict, "better", 200)
     assert third["decision"] == "rejected_gates"
 
 
