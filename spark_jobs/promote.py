@@ -8,6 +8,11 @@ an interval for the difference in the primary metric. The challenger must pass a
 with a champion in place the policy must hold too (default `ci`: the interval's lower bound is
 above zero; `better`: a plain comparison). Promotion moves the `champion` alias and gives the
 old champion the alias `previous`; the decision is recorded on the run and the model version.
+
+One decision per --run-id: it is written on the challenger's version before any alias moves,
+so a retry returns it (finishing the moves a crash interrupted) instead of deciding again, and
+an unreachable tracking server fails the step instead of reading as "no champion"
+(docs/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -24,6 +29,10 @@ from spark_jobs.features import labeled_features
 
 log = logging.getLogger(__name__)
 
+# The summary a run writes to the lake, logged on its MLflow run before the decision is
+# recorded, so that a retry after a crash writes exactly the same one.
+SUMMARY_ARTIFACT = "promote_summary.json"
+
 
 def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str | None):
     data = labeled_features(spark, lake, test["start"], test["end"]).persist()
@@ -39,14 +48,32 @@ def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str 
 
 def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", policy: str,
         resamples: int) -> dict:
-    tracking.setup()
-    trained = storage.read_json(lake.run_summary("train", run_id))
-    if trained is None:
-        raise SystemExit(f"no training summary for run {run_id!r}: run spark_jobs.train first")
+    with tracking.fail_closed(f"promoting for run {run_id}"):
+        tracking.setup()
+        trained = storage.read_json(lake.run_summary("train", run_id))
+        if trained is None:
+            raise SystemExit(f"no training summary for run {run_id!r}: run spark_jobs.train "
+                             "first")
+        challenger = trained["model_version"]
+        client = mlflow.MlflowClient()
+        record = registry.recorded_decision(client, tracking.MODEL_NAME, challenger, run_id)
+        if record is None:
+            summary = decide(spark, lake, as_of, run_id, trained, gates, policy, resamples)
+        else:
+            summary = resume(lake, as_of, record)
+    if storage.read_json(lake.run_summary("promote", run_id)) != summary:
+        storage.write_json(lake.run_summary("promote", run_id), summary)
+    log.info("%s: %s (champion is now v%s)", summary["decision"], summary["reason"],
+             summary["champion_version"])
+    return summary
+
+
+def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
+           gates: "registry.Gates", policy: str, resamples: int) -> dict:
+    """Compare, record the decision on the challenger's version, then move the aliases."""
     challenger = trained["model_version"]
-    champion = loading.alias_version(registry.CHAMPION)
-    if champion == challenger:
-        champion = None
+    champion_before = loading.alias_version(registry.CHAMPION)
+    champion = None if champion_before == challenger else champion_before
     test = trained["split"]["test"]
     log.info("challenger v%s vs champion %s on %s..%s", challenger,
              f"v{champion}" if champion else "(none)", test["start"], test["end"])
@@ -66,6 +93,18 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
             seed=0,
         )
     decision = registry.decide(challenger_metrics, champion_metrics, interval, gates, policy)
+    champion_after = challenger if decision.promote else champion_before
+    summary = {
+        "run_id": run_id, "as_of": as_of, "decision": decision.kind,
+        "promoted": decision.promote, "reason": decision.reason,
+        "challenger_version": challenger, "previous_champion_version": champion,
+        "champion_version": champion_after,
+        "metrics": {"challenger": challenger_metrics, "champion": champion_metrics},
+        "interval": interval.__dict__ if interval is not None else None,
+    }
+    summary = json.loads(json.dumps(summary, default=str))  # as a retry reads it back
+    client = mlflow.MlflowClient()
+    tracking.end_abandoned_runs("promote", run_id)
     with mlflow.start_run(run_name=f"promote {as_of}") as active:
         mlflow.set_tags({tracking.TAG_STEP: "promote", tracking.TAG_PIPELINE_RUN: run_id,
                          tracking.TAG_AS_OF: as_of})
@@ -78,23 +117,37 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
         if interval is not None:
             mlflow.log_metrics({"ap_diff": interval.observed, "ap_diff_ci_low": interval.low,
                                 "ap_diff_ci_high": interval.high})
-        registry.apply_decision(mlflow.MlflowClient(), tracking.MODEL_NAME, challenger, decision,
-                                active.info.run_id)
-        mlflow.set_tags({"fraudops.decision": decision.kind, "fraudops.reason": decision.reason,
-                         "fraudops.champion_version": str(loading.alias_version(
-                             registry.CHAMPION))})
-    summary = {
-        "run_id": run_id, "as_of": as_of, "decision": decision.kind,
-        "promoted": decision.promote, "reason": decision.reason,
-        "challenger_version": challenger, "previous_champion_version": champion,
-        "champion_version": loading.alias_version(registry.CHAMPION),
-        "metrics": {"challenger": challenger_metrics, "champion": champion_metrics},
-        "interval": interval.__dict__ if interval is not None else None,
-    }
-    storage.write_json(lake.run_summary("promote", run_id), summary)
-    log.info("%s: %s (champion is now v%s)", decision.kind, decision.reason,
-             summary["champion_version"])
+        tracking.log_json(summary, SUMMARY_ARTIFACT)
+        # The decision is written down before any alias moves: a retry finds it (resume).
+        record = registry.record_decision(client, tracking.MODEL_NAME, challenger, decision,
+                                          run_id, champion_before, active.info.run_id)
+        registry.apply_record(client, tracking.MODEL_NAME, record)
+        mlflow.set_tags(decision_tags(record))
     return summary
+
+
+def resume(lake: Lake, as_of: str, record: "registry.Record") -> dict:
+    """A retry of a run that decided already: finish what it recorded, decide nothing anew."""
+    log.info("run %s already decided %s for v%s (champion then %s): %s", record.pipeline_run,
+             record.decision.kind, record.version, record.champion_before or "(none)",
+             "nothing to do" if record.applied else "finishing the recorded alias moves")
+    summary = mlflow.artifacts.load_dict(f"runs:/{record.mlflow_run_id}/{SUMMARY_ARTIFACT}")
+    if summary["as_of"] != as_of:
+        raise SystemExit(f"run {record.pipeline_run} promoted as of {summary['as_of']}, not "
+                         f"{as_of}: a run id names one run of one day")
+    client = mlflow.MlflowClient()
+    registry.apply_record(client, tracking.MODEL_NAME, record)
+    run = client.get_run(record.mlflow_run_id)
+    if run.info.status != "FINISHED":
+        for key, value in decision_tags(record).items():
+            client.set_tag(run.info.run_id, key, value)
+        tracking.finish(run)
+    return summary
+
+
+def decision_tags(record: "registry.Record") -> dict:
+    return {registry.DECISION_TAG: record.decision.kind, "fraudops.reason": record.decision.reason,
+            "fraudops.champion_version": str(record.champion_after)}
 
 
 def main(argv: list[str] | None = None) -> dict:

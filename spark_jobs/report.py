@@ -4,7 +4,8 @@
 
 Reads the history MLflow already holds (every training run's test metrics, every promotion's
 champion-vs-challenger metrics and decision, every scoring run's drift) and the lake's daily
-volumes, draws them, writes reports/index.html beside the PNGs and logs the lot to MLflow.
+volumes, draws them, writes reports/index.html beside the PNGs and logs the lot to MLflow. A
+retry with the same --run-id after success returns the summary it wrote.
 """
 
 from __future__ import annotations
@@ -167,11 +168,15 @@ def build(lake: Lake, folder: Path) -> Path:
 
 
 def run(lake: Lake, run_id: str, folder: Path | None = None) -> dict:
-    tracking.setup()
-    page = build(lake, folder or config.reports_dir())
-    with mlflow.start_run(run_name="report"):
-        mlflow.set_tags({tracking.TAG_STEP: "report", tracking.TAG_PIPELINE_RUN: run_id})
-        mlflow.log_artifacts(str(page.parent), artifact_path="report")
+    done = storage.read_json(lake.run_summary("report", run_id))
+    if done is not None:
+        log.info("run %s wrote its report already: %s", run_id, done["report"])
+        return done
+    with tracking.fail_closed(f"reporting for run {run_id}"):
+        tracking.setup()
+        page = build(lake, folder or config.reports_dir())
+        with tracking.start_step_run("report", run_id, "report"):
+            mlflow.log_artifacts(str(page.parent), artifact_path="report")
     log.info("report written to %s", page)
     summary = {"run_id": run_id, "report": str(page)}
     storage.write_json(lake.run_summary("report", run_id), summary)

@@ -6,7 +6,8 @@ Loads the version that `models:/<name>@champion` points at (resolved once, so th
 scored by one version even if the alias moves meanwhile), joins the day's transactions with
 both marts exactly as training did, and writes scores/ (probability, rank, model version) and
 alerts/ (the k cards with the highest risk). Feature drift against the champion's training
-window is logged as PSI metrics, with a warning above 0.2.
+window is logged as PSI metrics, with a warning above 0.2. A retry with the same --run-id after
+success returns the summary it wrote; after a crash it rewrites the day's folders whole.
 """
 
 from __future__ import annotations
@@ -41,6 +42,24 @@ def champion_training_window(version: str) -> tuple[str, str] | None:
 
 
 def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
+    done = storage.read_json(lake.run_summary("score", run_id))
+    if done is not None:
+        if done["date"] != day:
+            raise SystemExit(f"run {run_id} scored {done['date']}, not {day}: a run id names "
+                             "one run of one day")
+        log.info("run %s scored %s with v%s already: nothing to do", run_id, day,
+                 done["model_version"])
+        return done
+    with tracking.fail_closed(f"scoring {day} for run {run_id}"):
+        summary = score(spark, lake, day, run_id, top_k)
+    storage.write_json(lake.run_summary("score", run_id), summary)
+    log.info("scored %d transactions of %s with v%s; %d alert cards", summary["rows"], day,
+             summary["model_version"], min(top_k, summary["rows"]))
+    return summary
+
+
+def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
+    """Write the day's scores and alerts (replacing the day's folders), then log the run."""
     tracking.setup()
     version = loading.alias_version(registry.CHAMPION)
     if version is None:
@@ -74,22 +93,17 @@ def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
 
     psi = {}
     window = champion_training_window(version)
-    with mlflow.start_run(run_name=f"score {day}"):
-        mlflow.set_tags({tracking.TAG_STEP: "score", tracking.TAG_PIPELINE_RUN: run_id,
-                         tracking.TAG_AS_OF: day, "fraudops.model_version": version})
+    with tracking.start_step_run("score", run_id, f"score {day}",
+                                 {tracking.TAG_AS_OF: day, "fraudops.model_version": version}):
         mlflow.log_metric("scored_rows", n_rows)
         if window and n_rows:
             reference = labeled_features(spark, lake, *window).select(*DRIFT_FEATURES)
             psi = drift.psi_by_feature(reference, inputs.select(*DRIFT_FEATURES), DRIFT_FEATURES)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
-    summary = {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,
-               "top_k": top_k, "psi": psi, "drift_alerts": sorted(
-                   k for k, v in psi.items() if v > drift.PSI_ALERT)}
-    storage.write_json(lake.run_summary("score", run_id), summary)
-    log.info("scored %d transactions of %s with v%s; %d alert cards", n_rows, day, version,
-             min(top_k, n_rows))
-    return summary
+    return {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,
+            "top_k": top_k, "psi": psi, "drift_alerts": sorted(
+                k for k, v in psi.items() if v > drift.PSI_ALERT)}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -7,8 +7,9 @@ The window ending on --as-of is split by time, never at random: --train-days of 
 Each candidate (gradient-boosted trees and random forests, class-weighted) is scored on the
 prequential folds inside the training window and logged as a nested MLflow run; the best one is
 refitted on the whole training window, evaluated on the test window, logged with its inputs,
-plots and pinned requirements, and registered as a new version of the model. promote decides
-whether it becomes the champion.
+plots and pinned requirements, and registered as a new version of the model, tagged with the
+run id. promote decides whether it becomes the champion. A retry with the same --run-id finds
+that version by its tag and returns it: one run id, one version (docs/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from fraudops.model.splits import Period, Split, prequential_folds, split_ending
 from spark_jobs.features import labeled_features
 
 log = logging.getLogger(__name__)
+
+# The run's summary without its model version, logged before the version is registered.
+SUMMARY_ARTIFACT = "train_summary.json"
 
 
 @dataclass(frozen=True)
@@ -126,7 +130,58 @@ def log_window(lake: Lake, name: str, period: Period, df: DataFrame, context: st
 
 
 def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig) -> dict:
-    tracking.setup()
+    """Train and register a challenger, once per run id: a retry returns the version the run
+    registered (found by its tag) instead of registering another."""
+    with tracking.fail_closed(f"training for run {run_id}"):
+        tracking.setup()
+        registered = registered_version(run_id)
+        if registered is not None:
+            summary = recover(lake, as_of, run_id, registered)
+        else:
+            summary = train(spark, lake, as_of, run_id, cfg)
+    if storage.read_json(lake.run_summary("train", run_id)) != summary:
+        storage.write_json(lake.run_summary("train", run_id), summary)
+    metrics = summary["test_metrics"]
+    log.info("%s version %s: test AP=%.4f AUC=%.4f CP@100=%.4f", tracking.MODEL_NAME,
+             summary["model_version"], metrics["average_precision"], metrics["roc_auc"],
+             metrics["card_precision_at_100"])
+    return summary
+
+
+def registered_version(run_id: str):
+    """The model version a run registered (tagged with its run id), or None."""
+    versions = mlflow.MlflowClient().search_model_versions(
+        f"name = '{tracking.MODEL_NAME}' and tags.`{tracking.TAG_PIPELINE_RUN}` = '{run_id}'")
+    if not versions:
+        return None
+    first = min(versions, key=lambda v: int(v.version))
+    if len(versions) > 1:
+        log.warning("run %s registered %d versions (%s); its first, v%s, is its challenger",
+                    run_id, len(versions), ", ".join(sorted(v.version for v in versions)),
+                    first.version)
+    return first
+
+
+def recover(lake: Lake, as_of: str, run_id: str, registered) -> dict:
+    """The summary of a run that registered its version already, written as it would have been.
+
+    Registering is the run's last MLflow write and its summary artifact comes before it, so the
+    version alone proves the training finished: nothing is trained again.
+    """
+    version = str(registered.version)
+    summary = storage.read_json(lake.run_summary("train", run_id))
+    if summary is None or summary.get("model_version") != version:
+        summary = {**mlflow.artifacts.load_dict(f"runs:/{registered.run_id}/{SUMMARY_ARTIFACT}"),
+                   "model_version": version}
+    if summary["as_of"] != as_of:
+        raise SystemExit(f"run {run_id} trained v{version} as of {summary['as_of']}, not "
+                         f"{as_of}: a run id names one run of one day")
+    tracking.finish(mlflow.MlflowClient().get_run(registered.run_id))
+    log.info("run %s registered v%s already: not training again", run_id, version)
+    return summary
+
+
+def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig) -> dict:
     split = split_ending(as_of, cfg.train_days, cfg.delay_days, cfg.test_days)
     folds = prequential_folds(split.train, cfg.folds, cfg.fold_train_days, cfg.delay_days,
                               cfg.fold_assess_days)
@@ -134,6 +189,7 @@ def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConf
     train_df = window_data(spark, lake, split.train).persist()
     test_df = window_data(spark, lake, split.test).persist()
 
+    tracking.end_abandoned_runs("train", run_id)
     with mlflow.start_run(run_name=f"train {as_of}") as parent:
         mlflow.set_tags({tracking.TAG_STEP: "train", tracking.TAG_PIPELINE_RUN: run_id,
                          tracking.TAG_AS_OF: as_of})
@@ -161,42 +217,44 @@ def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConf
             mlflow.log_metric("test_card_precision_at_100_daily", value, step=step)
         evaluation.log_curves(scored, "test")
         evaluation.log_importances(model, families.ALL_FEATURES)
-        version = log_model(model, test_df, run_id)
+        logged = log_model(model, test_df)
         summary = {
             "run_id": run_id, "mlflow_run_id": parent.info.run_id, "as_of": as_of,
             "split": split.as_dict(), "model_name": tracking.MODEL_NAME,
-            "model_version": version, "best": best.name, "test_metrics": metrics,
+            "best": best.name, "test_metrics": metrics,
             "validation_metrics": validation, "train": train_stats, "test": test_stats,
         }
-        tracking.log_json(summary, "train_summary.json")
+        summary = json.loads(json.dumps(summary, default=str))  # as a retry reads it back
+        tracking.log_json(summary, SUMMARY_ARTIFACT)
+        # Last: once the version exists, a retry returns it (registered_version, recover).
+        summary["model_version"] = register(logged, run_id)
     train_df.unpersist()
     test_df.unpersist()
-    storage.write_json(lake.run_summary("train", run_id), summary)
-    log.info("registered %s version %s: test AP=%.4f AUC=%.4f CP@100=%.4f", tracking.MODEL_NAME,
-             version, metrics["average_precision"], metrics["roc_auc"],
-             metrics["card_precision_at_100"])
     return summary
 
 
-def log_model(model, test_df: DataFrame, run_id: str) -> str:
+def log_model(model, test_df: DataFrame):
+    """Log the fitted pipeline with its signature and pinned requirements (not registered)."""
     import mlflow.spark
     from mlflow.models import infer_signature
 
     example = test_df.select(*families.INPUT_COLUMNS).limit(5).toPandas()
     output = np.full(len(example), 0.5)
-    info = mlflow.spark.log_model(
+    return mlflow.spark.log_model(
         model,
         artifact_path="model",
         signature=infer_signature(example, output),
         input_example=example,
         pip_requirements=tracking.pinned_requirements(),
-        registered_model_name=tracking.MODEL_NAME,
         dfs_tmpdir=tracking.dfs_tmpdir(),
     )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    client.set_model_version_tag(tracking.MODEL_NAME, version, tracking.TAG_PIPELINE_RUN, run_id)
-    return version
+
+
+def register(logged, run_id: str) -> str:
+    """A new version of the model, created with the run id's tag in the same request."""
+    version = mlflow.register_model(logged.model_uri, tracking.MODEL_NAME,
+                                    tags={tracking.TAG_PIPELINE_RUN: run_id})
+    return str(version.version)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -194,6 +194,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _stop_group(process: subprocess.Popen) -> None:
     """Stop the server and the uvicorn workers it started (its own process group)."""
     if process.poll() is not None:
@@ -208,34 +214,94 @@ def _stop_group(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-def mlflow_server(backend_uri: str, s3_endpoint: str) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    workdir = Path(tempfile.mkdtemp(prefix="fraudops-mlflow-server-"))
-    log = workdir / "server.log"
-    command = [
-        mlflow_executable(), "server",
-        "--backend-store-uri", backend_uri,
-        "--artifacts-destination", f"s3://{ARTIFACTS_BUCKET}/{ARTIFACTS_PREFIX}",
-        "--serve-artifacts",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1",
-        "--allowed-hosts", f"127.0.0.1:{port},localhost:{port}",
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=workdir, env=server_env(s3_endpoint),
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    try:
+class MlflowServer:
+    """``mlflow server`` on PostgreSQL with artifacts proxied to S3, which a test may stop and
+    start again on the same port (an outage of the tracking server, then its return)."""
+
+    def __init__(self, backend_uri: str, s3_endpoint: str,
+                 artifacts_prefix: str = ARTIFACTS_PREFIX):
+        self.backend_uri, self.s3_endpoint = backend_uri, s3_endpoint
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.artifacts = f"s3://{ARTIFACTS_BUCKET}/{artifacts_prefix}"
+        self.workdir = Path(tempfile.mkdtemp(prefix="fraudops-mlflow-server-"))
+        self.log = self.workdir / "server.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        command = [
+            mlflow_executable(), "server",
+            "--backend-store-uri", self.backend_uri,
+            "--artifacts-destination", self.artifacts,
+            "--serve-artifacts",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--workers", "1",
+            "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}",
+        ]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(command, cwd=self.workdir,
+                                            env=server_env(self.s3_endpoint), stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + MLFLOW_START_TIMEOUT
-        while not _healthy(url):
-            if process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {process.returncode}:\n{_tail(log)}")
+        while not _healthy(self.url):
+            if self.process.poll() is not None:
+                pytest.fail(f"mlflow server exited with {self.process.returncode}:\n"
+                            f"{_tail(self.log)}")
             if time.monotonic() > deadline:
                 pytest.fail(f"mlflow server not healthy after {MLFLOW_START_TIMEOUT:.0f}s:\n"
-                            f"{_tail(log)}")
-            time.sleep(1)
-        yield url
+                            f"{_tail(self.log)}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the server and wait until nothing answers on its port any more: the parent
+        process can exit before the uvicorn worker it started has closed the socket."""
+        if self.process is None:
+            return
+        _stop_group(self.process)
+        for signal_after in (signal.SIGKILL, None):
+            deadline = time.monotonic() + 30
+            while _listening(self.port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if not _listening(self.port):
+                break
+            if signal_after is None:
+                pytest.fail(f"something still listens on {self.url} after the server stopped")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal_after)
+        self.process = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def mlflow_server(backend_uri: str, s3_endpoint: str) -> Iterator[str]:
+    server = MlflowServer(backend_uri, s3_endpoint)
+    try:
+        server.start()
+        yield server.url
     finally:
-        _stop_group(process)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.close()
+
+
+def create_database(backend_uri: str, name: str) -> str:
+    """A new database on the cluster of ``backend_uri``; returns its SQLAlchemy URI."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(backend_uri)
+    connection = psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                                  dbname="postgres")
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)

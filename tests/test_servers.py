@@ -59,3 +59,20 @@ def test_mlflow_server_keeps_runs_in_postgres_and_artifacts_in_s3(
     assert str(row.experiment_id) == experiment_id
     assert row.artifact_location == f"mlflow-artifacts:/{experiment_id}"
     assert metric == 42.0
+
+
+def test_a_stopped_mlflow_server_comes_back_on_its_port_with_its_data(postgres_server,
+                                                                       s3_server):
+    """What the outage tests rely on: stop refuses connections, start serves the same store."""
+    backend = servers.create_database(postgres_server, f"restart_{uuid.uuid4().hex[:8]}")
+    server = servers.MlflowServer(backend, s3_server, artifacts_prefix="restart-test")
+    try:
+        server.start()
+        client = mlflow.MlflowClient(tracking_uri=server.url)
+        experiment_id = client.create_experiment("restart")
+        server.stop()
+        assert not server.running and not servers._healthy(server.url)
+        server.start()
+        assert client.get_experiment(experiment_id).name == "restart"
+    finally:
+        server.close()

@@ -13,5 +13,8 @@ def load_version(version: str, name: str = tracking.MODEL_NAME):
 
 
 def alias_version(alias: str, name: str = tracking.MODEL_NAME) -> str | None:
-    """The version an alias points at, or None when the alias is not set (yet)."""
+    """The version an alias points at, or None when the model or the alias does not exist (yet).
+
+    An unreachable or failing tracking server raises tracking.TrackingUnavailable instead.
+    """
     return registry.alias_version(mlflow.MlflowClient(), name, alias)

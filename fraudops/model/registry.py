@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 
+import requests
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from fraudops.model import tracking
+
 CHAMPION = "champion"
 PREVIOUS = "previous"
+DECISION_TAG = "fraudops.decision"
+DECISION_DETAIL_TAG = "fraudops.decision_detail"
 # The metric that ranks candidates in training and decides promotion (one definition for both).
 PRIMARY = "average_precision"
 
@@ -80,25 +86,125 @@ def decide(challenger: dict, champion: dict | None, interval, gates: Gates,
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version ``alias`` points at; None only when the model or the alias does not exist.
+
+    The registered model is read and its aliases looked at, so that a missing alias is a fact
+    in an answer, not an error: MLflow reports a missing alias with the same error code as a
+    malformed request. Anything but "no such model" raises TrackingUnavailable, naming the
+    server: an outage read as "no champion" would promote the challenger unopposed.
+    """
     try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if tracking.is_absent(exc):
+            return None
+        raise tracking.unavailable(exc, f"reading @{alias} of {name}",
+                                   client.tracking_uri) from exc
+    except requests.exceptions.RequestException as exc:
+        raise tracking.unavailable(exc, f"reading @{alias} of {name}",
+                                   client.tracking_uri) from exc
+    version = model.aliases.get(alias)
+    return None if version is None else str(version)
 
 
 def apply_decision(client: MlflowClient, name: str, version: str, decision: Decision,
                    run_id: str | None = None) -> None:
-    """Move the aliases when promoting, and record the decision on the version and the run."""
-    old = alias_version(client, name, CHAMPION)
-    if decision.promote:
-        if old is not None and old != str(version):
-            client.set_registered_model_alias(name, PREVIOUS, old)
-        client.set_registered_model_alias(name, CHAMPION, str(version))
-    record = json.dumps(asdict(decision))
-    client.set_model_version_tag(name, str(version), "fraudops.decision", decision.kind)
-    client.set_model_version_tag(name, str(version), "fraudops.decision_detail", record)
-    if run_id:
-        client.set_tag(run_id, "fraudops.decision_detail", record)
+    """Move the aliases when promoting, and record the decision on the version and the run
+    (``run_id``: the MLflow run). promote goes through record_decision and apply_record
+    instead, so that a retry of the same pipeline run finds what it decided."""
+    champion = alias_version(client, name, CHAMPION)
+    apply_record(client, name, Record(None, str(version), decision, champion, run_id))
+
+
+# One promotion per pipeline run id --------------------------------------------------------------
+#
+# promote writes its decision on the challenger's version, under a tag named after the pipeline
+# run, BEFORE it moves any alias (applied: false), and marks it applied after. A retry with the
+# same run id reads the record instead of deciding again: after success it changes nothing;
+# after a crash between the record and the mark it finishes the recorded moves, once.
+
+def _record_tag(pipeline_run: str) -> str:
+    return f"fraudops.promote.{pipeline_run}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What one pipeline run decided for one version, and what @champion was when it did."""
+
+    pipeline_run: str | None  # None: not recorded under a run id (apply_decision)
+    version: str
+    decision: Decision
+    champion_before: str | None  # @champion when the decision was made (None: unset)
+    mlflow_run_id: str | None
+    applied: bool = False
+
+    @property
+    def champion_after(self) -> str | None:
+        return self.version if self.decision.promote else self.champion_before
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "decision": asdict(self.decision)})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Record":
+        raw = json.loads(text)
+        return cls(**{**raw, "decision": Decision(**raw["decision"])})
+
+
+def recorded_decision(client: MlflowClient, name: str, version: str,
+                      pipeline_run: str) -> Record | None:
+    """The decision ``pipeline_run`` recorded on ``version``, or None when it made none."""
+    tags = client.get_model_version(name, str(version)).tags
+    text = tags.get(_record_tag(pipeline_run))
+    return None if text is None else Record.from_json(text)
+
+
+def record_decision(client: MlflowClient, name: str, version: str, decision: Decision,
+                    pipeline_run: str, champion_before: str | None,
+                    mlflow_run_id: str | None) -> Record:
+    """Write the decision down before any alias moves (the write-ahead half of a promotion)."""
+    record = Record(pipeline_run, str(version), decision, champion_before, mlflow_run_id)
+    client.set_model_version_tag(name, str(version), _record_tag(pipeline_run), record.to_json())
+    return record
+
+
+def apply_record(client: MlflowClient, name: str, record: Record) -> Record:
+    """Carry out a recorded decision exactly once; a no-op when it is applied already.
+
+    Moves @previous then @champion when promoting, but only from the state the decision was
+    made in: @champion still at ``champion_before`` (not moved yet) or at the challenger (moved,
+    the mark was not written). Anything else means someone moved @champion since; the recorded
+    decision is then stale and nothing is moved.
+    """
+    if record.applied:
+        return record
+    version = record.version
+    if record.decision.promote:
+        current = alias_version(client, name, CHAMPION)
+        if current not in (record.champion_before, version):
+            raise SystemExit(
+                f"run {record.pipeline_run} decided to promote v{version} over "
+                f"{_v(record.champion_before)}, but @{CHAMPION} is now {_v(current)}: it moved "
+                "since that decision, which is therefore not applied; decide again with a new "
+                "run id")
+        if current != version:
+            if record.champion_before is not None and record.champion_before != version:
+                client.set_registered_model_alias(name, PREVIOUS, record.champion_before)
+            client.set_registered_model_alias(name, CHAMPION, version)
+    detail = json.dumps(asdict(record.decision))
+    client.set_model_version_tag(name, version, DECISION_TAG, record.decision.kind)
+    client.set_model_version_tag(name, version, DECISION_DETAIL_TAG, detail)
+    if record.mlflow_run_id:
+        client.set_tag(record.mlflow_run_id, DECISION_DETAIL_TAG, detail)
+    applied = dataclasses.replace(record, applied=True)
+    if record.pipeline_run is not None:
+        client.set_model_version_tag(name, version, _record_tag(record.pipeline_run),
+                                     applied.to_json())
+    return applied
+
+
+def _v(version: str | None) -> str:
+    return "(none)" if version is None else f"v{version}"
 
 
 def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
@@ -111,5 +217,5 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     client.set_registered_model_alias(name, CHAMPION, previous)
     if current is not None:
         client.set_registered_model_alias(name, PREVIOUS, current)
-    client.set_model_version_tag(name, previous, "fraudops.decision", "rolled_back_to")
+    client.set_model_version_tag(name, previous, DECISION_TAG, "rolled_back_to")
     return previous, current or ""

@@ -5,7 +5,8 @@
 `champion` moves to the version that `previous` points at and the demoted version becomes
 `previous`, so running it twice undoes the first rollback. Scoring picks the new champion up on
 its next run; nothing is retrained. Needs only MLflow (no Spark): the tracking URI comes from
---tracking-uri, else $MLFLOW_TRACKING_URI, else the local SQLite store.
+--tracking-uri, else $MLFLOW_TRACKING_URI, else the local SQLite store. An unreachable or failing
+tracking server is an error naming it, never "no @previous version".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from mlflow import MlflowClient
 
 from fraudops.core import cli, config
 from fraudops.core.platform import platform
-from fraudops.model import registry
+from fraudops.model import registry, tracking
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "local SQLite store)")
     args = parser.parse_args(argv)
     cli.setup_logging()
-    summary = run(MlflowClient(tracking_uri=args.tracking_uri or config.tracking_uri()),
-                  args.model_name)
+    uri = args.tracking_uri or config.tracking_uri()
+    with tracking.fail_closed(f"rolling back {args.model_name}", uri):
+        summary = run(MlflowClient(tracking_uri=uri), args.model_name)
     print(json.dumps(summary))
     return summary
 

@@ -4,21 +4,25 @@ versions are registered from runs directly, since only the registry entries matt
 
 from __future__ import annotations
 
+import http.server
 import json
 import math
 import os
+import re
 import subprocess
 import sys
+import threading
 import uuid
 from dataclasses import dataclass
 
 import mlflow
 import pytest
 
-from fraudops.model import registry, rollback
+from fraudops.model import registry, rollback, tracking
 from fraudops.model.metrics import BootstrapResult
 from fraudops.model.registry import CHAMPION, PREVIOUS, Gates
 from tests.paths import REPO
+from tests.servers import free_port
 
 GATES = Gates()
 GOOD = {"roc_auc": 0.90, "average_precision": 0.50, "rows": 5000, "frauds": 100}
@@ -214,6 +218,160 @@ def test_rollback_without_previous_is_a_clear_error(model):
 def test_alias_version_is_none_for_an_unknown_alias_or_model(model):
     assert model.alias("nope") is None
     assert registry.alias_version(model.client, f"{model.name}-missing", CHAMPION) is None
+
+
+# Recorded decisions: one promotion per pipeline run id ---------------------------------------------
+
+def record(model: Model, challenger: dict, champion: dict | None, bootstrap=None,
+           pipeline_run: str = "run-a") -> registry.Record:
+    """promote's write-ahead half: a new version and its decision, no alias moved yet."""
+    version, run_id = model.new_version()
+    decision = registry.decide(challenger, champion, bootstrap, GATES)
+    before = model.alias(CHAMPION)
+    return registry.record_decision(model.client, model.name, version, decision, pipeline_run,
+                                    before, run_id)
+
+
+def test_a_recorded_decision_is_applied_once_and_read_back(model):
+    first, _ = model.promote(GOOD, None)
+    written = record(model, {**GOOD, "average_precision": 0.6}, GOOD, interval(0.02, 0.1))
+    assert model.alias(CHAMPION) == first  # recorded, not applied: nothing moved
+    read = registry.recorded_decision(model.client, model.name, written.version, "run-a")
+    assert read == written and not read.applied
+    assert registry.recorded_decision(model.client, model.name, written.version, "run-b") is None
+
+    applied = registry.apply_record(model.client, model.name, read)
+    assert applied.applied and model.alias(CHAMPION) == written.version
+    assert model.alias(PREVIOUS) == first
+    assert registry.recorded_decision(model.client, model.name, written.version,
+                                      "run-a") == applied
+    # A rollback, then a retry of the run that promoted: it must not promote again.
+    registry.rollback(model.client, model.name)
+    assert registry.apply_record(model.client, model.name, applied) == applied
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) == written.version
+
+
+def test_a_decision_whose_aliases_moved_before_the_crash_is_not_moved_twice(model):
+    first, _ = model.promote(GOOD, None)
+    written = record(model, {**GOOD, "average_precision": 0.6}, GOOD, interval(0.02, 0.1))
+    # The crashed attempt moved both aliases but died before marking the record applied.
+    model.client.set_registered_model_alias(model.name, PREVIOUS, first)
+    model.client.set_registered_model_alias(model.name, CHAMPION, written.version)
+    applied = registry.apply_record(model.client, model.name, written)
+    assert applied.applied
+    assert model.alias(CHAMPION) == written.version and model.alias(PREVIOUS) == first
+
+
+def test_a_recorded_promotion_is_not_applied_once_the_champion_moved_elsewhere(model):
+    first, _ = model.promote(GOOD, None)
+    written = record(model, {**GOOD, "average_precision": 0.6}, GOOD, interval(0.02, 0.1))
+    third, _ = model.promote({**GOOD, "average_precision": 0.7}, GOOD, interval(0.02, 0.1))
+    with pytest.raises(SystemExit, match=f"@champion is now v{third}"):
+        registry.apply_record(model.client, model.name, written)
+    assert model.alias(CHAMPION) == third and model.alias(PREVIOUS) == first
+
+
+def test_a_recorded_rejection_moves_nothing(model):
+    first, _ = model.promote(GOOD, None)
+    written = record(model, {**GOOD, "frauds": 3}, GOOD, interval(0.2, 0.3))
+    applied = registry.apply_record(model.client, model.name, written)
+    assert applied.applied and applied.decision.kind == "rejected_gates"
+    assert applied.champion_after == first
+    assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) is None
+    assert model.decision_tag(written.version) == "rejected_gates"
+
+
+# Fail closed: an unreachable or failing server is never "no champion" ---------------------------
+
+@pytest.fixture
+def quick_http(monkeypatch):
+    """MLflow's client retries for minutes by default; here one try, a short timeout."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+
+class _Failing(http.server.BaseHTTPRequestHandler):
+    status, body, content_type = 503, b"upstream connect error", "text/plain"
+
+    def do_GET(self):  # noqa: N802 (the http.server API)
+        self.send_response(self.status)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    do_POST = do_PATCH = do_DELETE = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(params=["closed port", "503", "404 html", "500 json"])
+def broken_server(request):
+    """The URI of a tracking server that does not answer as one."""
+    if request.param == "closed port":
+        yield f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        return
+    status, body, content_type = {
+        "503": (503, b"upstream connect error", "text/plain"),
+        "404 html": (404, b"<html>no such route</html>", "text/html"),
+        "500 json": (500, json.dumps({"error_code": "INTERNAL_ERROR",
+                                      "message": "database is down"}).encode(),
+                     "application/json"),
+    }[request.param]
+    handler = type("Handler", (_Failing,), {"status": status, "body": body,
+                                            "content_type": content_type})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _outcome(call):
+    try:
+        return call(), None
+    except BaseException as exc:  # noqa: BLE001 (which exception it is, is what is tested)
+        return None, exc
+
+
+def test_alias_version_fails_closed_naming_the_server(broken_server, quick_http):
+    client = mlflow.MlflowClient(tracking_uri=broken_server)
+    got, error = _outcome(lambda: registry.alias_version(client, "fraud-detector", CHAMPION))
+    assert error is not None, (
+        f"alias_version returned {got!r} from {broken_server}: an outage read as absence")
+    assert f"MLflow tracking server {broken_server} failed" in str(error), repr(error)
+    assert "@champion of fraud-detector" in str(error)
+    assert isinstance(error, tracking.TrackingUnavailable)
+
+
+def test_rollback_cli_fails_closed_naming_the_server(broken_server, quick_http, capsys):
+    _, error = _outcome(lambda: rollback.main(["--tracking-uri", broken_server]))
+    assert re.search(f"MLflow tracking server {re.escape(broken_server)} failed",
+                     str(error)), repr(error)
+    assert isinstance(error, tracking.TrackingUnavailable)
+    assert capsys.readouterr().out == ""
+
+
+@pytest.fixture
+def global_tracking_uri(monkeypatch):
+    """Put MLflow's process-wide tracking URI (and the variable it sets) back afterwards."""
+    from mlflow.tracking._tracking_service import utils
+
+    old = utils._tracking_uri
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield
+    mlflow.set_tracking_uri(old)
+
+
+def test_a_step_fails_closed_on_an_unreachable_server_naming_it(global_tracking_uri, quick_http):
+    uri = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(tracking.TrackingUnavailable,
+                       match=f"MLflow tracking server {re.escape(uri)} failed while selecting"):
+        tracking.setup(uri)
 
 
 # The rollback CLI on a local SQLite store --------------------------------------------------------

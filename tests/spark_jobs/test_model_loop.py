@@ -87,8 +87,11 @@ def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
     assert second["interval"]["low"] == second["interval"]["high"] == 0.0
     assert second["champion_version"] == trained["model_version"]
 
+    # Another run deciding on the same version (a run id decides once: run-2 again would
+    # return its recorded decision).
+    _write_train_summary(small_lake, "run-3", trained, twin.version)
     strict = registry.Gates(min_roc_auc=0.999, min_average_precision=0.99)
-    third = promote.run(spark, small_lake, AS_OF, "run-2", strict, "better", 200)
+    third = promote.run(spark, small_lake, AS_OF, "run-3", strict, "better", 200)
     assert third["decision"] == "rejected_gates"
 
 
@@ -103,7 +106,7 @@ def test_scoring_uses_the_aliased_version_and_follows_rollback(spark, small_lake
     client.set_registered_model_alias(tracking.MODEL_NAME, registry.PREVIOUS, champion)
 
     day = "2018-05-08"
-    summary = score.run(spark, small_lake, day, "score-1", top_k=50)
+    summary = score.run(spark, small_lake, day, _per_store("score-1", store), top_k=50)
     scores = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
     assert summary["model_version"] == other and set(scores["model_version"]) == {int(other)}
     assert sorted(scores["rank"]) == list(range(1, len(scores) + 1))
@@ -113,19 +116,25 @@ def test_scoring_uses_the_aliased_version_and_follows_rollback(spark, small_lake
     assert summary["psi"] and all(v >= 0 for v in summary["psi"].values())
 
     registry.rollback(client, tracking.MODEL_NAME)
-    score.run(spark, small_lake, day, "score-2", top_k=50)
+    score.run(spark, small_lake, day, _per_store("score-2", store), top_k=50)
     rescored = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
     assert set(rescored["model_version"]) == {int(champion)}
     assert registry.alias_version(client, tracking.MODEL_NAME, registry.PREVIOUS) == other
 
 
 def test_report_draws_the_history(small_lake, trained, store, tmp_path):
-    out = report.run(small_lake, "report-1", tmp_path / "report")
+    out = report.run(small_lake, _per_store("report-1", store), tmp_path / "report")
     page = (tmp_path / "report" / "index.html").read_text()
     assert out["report"].endswith("index.html")
     # The latest decision of each day is shown: the strict-gates re-run of AS_OF above.
     assert "rejected_gates" in page and "metrics.png" in page and "volumes.png" in page
     assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
+
+
+def _per_store(run_id: str, store: str) -> str:
+    """Both stores share the lake; score and report key a retry on the lake's run summary, so
+    each store's scenario needs run ids of its own."""
+    return f"{run_id}-{'local' if store.startswith('sqlite') else 'server'}"
 
 
 def _write_train_summary(lake, run_id, trained, version):
