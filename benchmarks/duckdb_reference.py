@@ -64,7 +64,7 @@ SELECT * EXCLUDE (p, n), CAST(file_day AS DATE) AS tx_date,
       THEN '{rules.BAD_TIMESTAMP}'
     WHEN CAST(tx_datetime AS DATE) <> CAST(file_day AS DATE) THEN '{rules.WRONG_DAY}'
     WHEN transaction_id < 0 OR customer_id < 0 OR terminal_id < 0 THEN '{rules.NEGATIVE_ID}'
-    WHEN tx_amount <= 0 THEN '{rules.NON_POSITIVE_AMOUNT}'
+    WHEN tx_amount < 0 THEN '{rules.NEGATIVE_AMOUNT}'
     WHEN tx_amount >= {rules.MAX_AMOUNT} THEN '{rules.AMOUNT_TOO_LARGE}'
     WHEN tx_fraud NOT IN (0, 1) OR tx_fraud_scenario NOT BETWEEN 0 AND 3 THEN '{rules.INVALID_LABEL}'
   END AS reason

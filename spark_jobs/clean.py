@@ -37,9 +37,9 @@ from fraudops.core.rawformat import (
     EMPTY_FIELD,
     INVALID_LABEL,
     MAX_AMOUNT,
+    NEGATIVE_AMOUNT,
     NEGATIVE_ID,
     NON_NUMERIC,
-    NON_POSITIVE_AMOUNT,
     TOO_FEW_FIELDS,
     TOO_MANY_FIELDS,
     WRONG_DAY,
@@ -147,7 +147,7 @@ def parse(lines: DataFrame) -> DataFrame:
               .between(0, DAY_SECONDS - 1), WRONG_DAY)
         .when((col("transaction_id") < 0) | (col("customer_id") < 0) | (col("terminal_id") < 0),
               NEGATIVE_ID)
-        .when(col("tx_amount") <= 0, NON_POSITIVE_AMOUNT)
+        .when(col("tx_amount") < 0, NEGATIVE_AMOUNT)
         .when(col("tx_amount") >= MAX_AMOUNT, AMOUNT_TOO_LARGE)
         .when(~col("tx_fraud").isin(0, 1) | ~col("tx_fraud_scenario").between(0, 3),
               INVALID_LABEL)

@@ -24,13 +24,13 @@ NON_NUMERIC = "non_numeric"
 BAD_TIMESTAMP = "bad_timestamp"
 WRONG_DAY = "wrong_day"
 NEGATIVE_ID = "negative_id"
-NON_POSITIVE_AMOUNT = "non_positive_amount"
+NEGATIVE_AMOUNT = "negative_amount"  # below zero: a zero amount is a valid transaction
 AMOUNT_TOO_LARGE = "amount_too_large"
 INVALID_LABEL = "invalid_label"
 DUPLICATE_ID = "duplicate_id"
 ROW_REASONS = (
     TOO_FEW_FIELDS, TOO_MANY_FIELDS, EMPTY_FIELD, NON_NUMERIC, BAD_TIMESTAMP, WRONG_DAY,
-    NEGATIVE_ID, NON_POSITIVE_AMOUNT, AMOUNT_TOO_LARGE, INVALID_LABEL, DUPLICATE_ID,
+    NEGATIVE_ID, NEGATIVE_AMOUNT, AMOUNT_TOO_LARGE, INVALID_LABEL, DUPLICATE_ID,
 )
 # The feature job sums amounts as whole cents in 64-bit integers; below a billion, a sum
 # overflows only past 90 million transactions of one customer.

@@ -35,9 +35,9 @@ from fraudops.core.rawformat import (
     BAD_TIMESTAMP,
     DUPLICATE_ID,
     EMPTY_FIELD,
+    NEGATIVE_AMOUNT,
     NEGATIVE_ID,
     NON_NUMERIC,
-    NON_POSITIVE_AMOUNT,
     RAW_COLUMNS,
     RAW_HEADER,
     TOO_FEW_FIELDS,
@@ -59,7 +59,7 @@ HEADER_LINE = (RAW_HEADER + "\n").encode()
 INJECTED_DEFECTS_FILE = "injected_defects.json"
 DUPLICATE_FILE = "duplicate_file"
 ROW_DEFECTS = (
-    DUPLICATE_ID, EMPTY_FIELD, NON_POSITIVE_AMOUNT, NON_NUMERIC, BAD_TIMESTAMP, WRONG_DAY,
+    DUPLICATE_ID, EMPTY_FIELD, NEGATIVE_AMOUNT, NON_NUMERIC, BAD_TIMESTAMP, WRONG_DAY,
     NEGATIVE_ID, TOO_FEW_FIELDS, TOO_MANY_FIELDS,
 )
 STREAM_ROW_DEFECTS, STREAM_FILE_DEFECTS = 10, 11  # beside the simulator's streams
@@ -162,8 +162,9 @@ def _empty_field(fields, rng):
     return fields
 
 
-def _non_positive_amount(fields, rng):
-    fields[_AMOUNT] = _pick(rng, ("0.00", "-" + fields[_AMOUNT]))
+def _negative_amount(fields, rng):
+    negated = "-" + fields[_AMOUNT]  # "-0.00" is zero, a valid amount
+    fields[_AMOUNT] = _pick(rng, ("-0.01", negated if float(negated) < 0 else "-0.01"))
     return fields
 
 
@@ -218,7 +219,7 @@ def _too_many_fields(fields, rng):
 
 _CORRUPT = {
     EMPTY_FIELD: _empty_field,
-    NON_POSITIVE_AMOUNT: _non_positive_amount,
+    NEGATIVE_AMOUNT: _negative_amount,
     NON_NUMERIC: _non_numeric,
     BAD_TIMESTAMP: _bad_timestamp,
     WRONG_DAY: _wrong_day,

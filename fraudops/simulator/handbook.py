@@ -192,9 +192,9 @@ def draw_transactions(
     amount = rng.normal(mean, mean / 2)
     negative = amount < 0
     amount[negative] = rng.uniform(0, 2 * mean[negative])
-    # Rounded to cents like the handbook; 0.00 is lifted to 0.01 so that every non-positive
-    # amount in the files is an injected defect (the handbook can yield a few 0.00).
-    cents = np.maximum(np.rint(amount * 100), 1).astype(np.int64)
+    # Rounded to cents like the handbook, which yields a few 0.00: valid (zero-amount)
+    # transactions, kept as they are.
+    cents = np.rint(amount * 100).astype(np.int64)
 
     pick = profiles.terminal_offsets[customer] + rng.integers(0, usable)
     return seconds, customer, profiles.terminal_ids[pick], cents

@@ -31,7 +31,7 @@ DEFECTS = {
     clean.BAD_TIMESTAMP: row(104, "2018-04-01 24:00:00"),
     clean.WRONG_DAY: row(105, "2018-04-02 10:00:00"),
     clean.NEGATIVE_ID: row(106, TS, customer=-5),
-    clean.NON_POSITIVE_AMOUNT: row(107, TS, amount="-3.50"),
+    clean.NEGATIVE_AMOUNT: row(107, TS, amount="-3.50"),
     clean.AMOUNT_TOO_LARGE: row(109, TS, amount="1e300"),  # finite, but no sum of cents holds it
     clean.INVALID_LABEL: row(108, TS, fraud=2),
     clean.DUPLICATE_ID: row(1, "2018-04-01 11:00:00"),  # repeats the valid id 1 below
@@ -53,6 +53,23 @@ def test_each_defect_is_quarantined_with_its_reason(spark, lake):
     assert sorted(read(lake, "clean")["transaction_id"]) == [1, 2]
     assert summary["rows_in"] == 2 + len(DEFECTS) and summary["rows_clean"] == 2
     assert summary["quarantined_by_reason"] == {reason: 1 for reason in DEFECTS}
+
+
+def test_a_zero_amount_is_a_clean_row_and_a_negative_one_is_not(spark, lake):
+    """Zero-amount authorisations are real transactions (the handbook's simulator also emits
+    0.00, frauds included); a negative amount, however small, is quarantined."""
+    negative = [row(3, TS, amount="-0.01"), row(4, TS, amount="-12.00", fraud=1, scenario=1)]
+    write_raw(lake, DAY, [row(1, TS, amount="0.00", fraud=1, scenario=2), row(2, TS, amount="0"),
+                          *negative])
+    summary = clean.run(lake, None, "r1", spark)
+
+    assert summary["quarantined_by_reason"] == {clean.NEGATIVE_AMOUNT: 2}
+    quarantine = read(lake, "quarantine")
+    assert dict(zip(quarantine["line"], quarantine["reason"])) == {
+        line: clean.NEGATIVE_AMOUNT for line in negative}
+    kept = read(lake, "clean").sort_values("transaction_id")
+    assert kept["transaction_id"].tolist() == [1, 2]
+    assert kept["tx_amount"].tolist() == [0.0, 0.0] and kept["tx_fraud"].tolist() == [1, 0]
 
 
 def test_nan_and_infinite_amounts_are_not_numeric(spark, lake):
@@ -253,11 +270,11 @@ def test_changed_file_replaces_its_day_and_identical_redelivery_is_skipped(spark
     same = clean.run(lake, None, "r2", spark)
     assert same["unchanged_redeliveries"] == [f"{DAY}.txt"] and not same["files"]
 
-    write_raw(lake, DAY, [row(1, TS), row(3, TS, amount="0")])  # corrected file
+    write_raw(lake, DAY, [row(1, TS), row(3, TS, amount="-1")])  # corrected file
     changed = clean.run(lake, None, "r3", spark)
     assert changed["changed_files"] == 1
     assert sorted(read(lake, "clean")["transaction_id"]) == [1]
-    assert list(read(lake, "quarantine")["reason"]) == [clean.NON_POSITIVE_AMOUNT]
+    assert list(read(lake, "quarantine")["reason"]) == [clean.NEGATIVE_AMOUNT]
 
     write_raw(lake, DAY, ["x"])  # every row bad now: the clean day disappears
     clean.run(lake, None, "r4", spark)
