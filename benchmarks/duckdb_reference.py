@@ -80,21 +80,29 @@ FROM parsed;
 
 
 def _customer_sql() -> str:
-    frames = []
+    """A range frame ends with its whole last second: less the transactions of that second
+    with a higher id, which came after this one (ties follow transaction id order)."""
+    later = "(PARTITION BY customer_id, tx_datetime ORDER BY transaction_id " \
+            "ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)"
+    sums, features = [f"coalesce(count(*) OVER {later}, 0) AS n_later",
+                      f"coalesce(sum(tx_amount) OVER {later}, 0) AS amount_later"], []
     for w in WINDOWS_DAYS:
         frame = f"(PARTITION BY customer_id ORDER BY epoch(tx_datetime) " \
                 f"RANGE BETWEEN {w * DAY - 1} PRECEDING AND CURRENT ROW)"
-        frames += [f"count(*) OVER {frame} AS {customer_nb_tx(w)}",
-                   f"avg(tx_amount) OVER {frame} AS {customer_avg_amount(w)}"]
+        sums += [f"count(*) OVER {frame} AS n{w}", f"sum(tx_amount) OVER {frame} AS amount{w}"]
+        features += [f"n{w} - n_later AS {customer_nb_tx(w)}",
+                     f"(amount{w} - amount_later) / (n{w} - n_later) AS {customer_avg_amount(w)}"]
     return f"""
     SELECT transaction_id, customer_id, tx_datetime, tx_date,
       CAST(dayofweek(tx_datetime) IN (0, 6) AS INTEGER) AS {WEEKEND_FLAG},
       CAST(hour(tx_datetime) < {NIGHT_END_HOUR} AS INTEGER) AS {NIGHT_FLAG},
-      {", ".join(frames)}
-    FROM clean"""
+      {", ".join(features)}
+    FROM (SELECT *, {", ".join(sums)} FROM clean)"""
 
 
 def _terminal_sql() -> str:
+    """Windows that end 7 days before the transaction hold every row of their last second, as
+    the handbook's do: all of them came before it, whatever their ids."""
     frames = []
     for w in WINDOWS_DAYS:
         frame = f"(PARTITION BY terminal_id ORDER BY epoch(tx_datetime) " \

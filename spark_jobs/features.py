@@ -8,6 +8,9 @@ last 1, 7 and 30 days, the transaction itself included, plus weekend and night f
 Terminal mart (per transaction): count and fraud ratio of the terminal's transactions in 1, 7
 and 30-day windows that end 7 days before the transaction: labels of the last 7 days are not
 known yet when a transaction is scored. Both are event-time range windows over epoch seconds.
+Transactions in the same second are in transaction id order, as in the handbook's rolling
+windows: a window holds what came before its transaction (earlier, or in the same second with
+a lower id) and the transaction itself, never a later id of the same second.
 
 A changed day moves the features of the 37 days after it, so those are recomputed too, from
 the 37 days before the first recomputed day, never the whole history.
@@ -154,8 +157,16 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
     running sum up to t - delay - w days. Spark adds each row to a running sum once, while a
     sliding range frame adds up its whole content again for every row (a terminal's 30-day
     window holds hundreds of rows); the weights are whole numbers, so the difference is exact.
+
+    A range frame ends with every row of its last second. That is right where it ends before
+    the transaction's own second: all those rows came before the transaction. The running sum
+    up to the transaction itself (delay 0, the customer mart) is a rows frame over (time, id)
+    instead, so it stops at the transaction. That frame's window runs first: its sort by
+    (key, time, id) also orders the rows for the range frames' window, which sorts nothing.
     """
     by_key = Window.partitionBy(mart.key).orderBy("_t")
+    up_to_row = Window.partitionBy(mart.key).orderBy("_t", "transaction_id").rowsBetween(
+        Window.unboundedPreceding, Window.currentRow)
     sums: dict[tuple[str, int], tuple[str, Column]] = {}
 
     def running(weight: Column, days_back: int) -> Column:
@@ -168,7 +179,8 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
         """
         key = (str(weight), days_back)
         if key not in sums:
-            frame = by_key.rangeBetween(Window.unboundedPreceding, -days_back * DAY_SECONDS)
+            frame = up_to_row if days_back == 0 else by_key.rangeBetween(
+                Window.unboundedPreceding, -days_back * DAY_SECONDS)
             sums[key] = (f"_sum{len(sums)}", F.sum(weight).over(frame))
         return F.coalesce(F.col(sums[key][0]), F.lit(0))
 
@@ -179,7 +191,12 @@ def window_features(rows: DataFrame, mart: Mart, weights: Weights) -> DataFrame:
                        for weight in (count, value)]
         features += mart.features(w, *window_sums)
     rows = rows.repartition(mart.key).sortWithinPartitions(key_time_order(mart.key))
-    with_sums = rows.select("*", *[column.alias(name) for name, column in sums.values()])
+    # Two selects, two windows, the (time, id) one below: one select would leave their order
+    # to the analyzer.
+    with_sums = rows
+    for in_order in (True, False):
+        with_sums = with_sums.select("*", *[column.alias(name) for (_, days_back), (name, column)
+                                            in sums.items() if (days_back == 0) == in_order])
     with_features = with_sums.select(*rows.columns, *features)
     names = [c for c in with_features.columns if c not in rows.columns]
     # Rows leave the window grouped by key; gathering each day before the write gives one file

@@ -20,16 +20,45 @@ def random_transactions(n=1500, days=50, customers=12, terminals=8, seed=7) -> p
     rng = np.random.default_rng(seed)
     seconds = np.sort(rng.integers(0, days * DAY, n))
     seconds[5] = seconds[4]  # a tie in time must not break anything
+    return _frame(seconds, rng.integers(0, customers, n), rng.integers(0, terminals, n),
+                  rng.uniform(1, 200, n).round(2), rng.random(n) < 0.15)
+
+
+def tied_transactions(n=1500, days=50, customers=12, terminals=8, seed=7,
+                      groups=40) -> pd.DataFrame:
+    """Random transactions with ties: groups of 2 to 5 transactions of one customer at one
+    terminal in the same second, their ids scattered (not consecutive, not in row order), and
+    some groups again at that second 1, 7, 8, 14, 30 or 37 days later, the windows' edges. The
+    rows come in shuffled order."""
+    tx = random_transactions(n, days, customers, terminals, seed)
+    rng = np.random.default_rng(seed + 1)
+    seconds = tx["tx_time_seconds"].to_numpy().copy()
+    customer, terminal = tx["customer_id"].to_numpy().copy(), tx["terminal_id"].to_numpy().copy()
+    for _ in range(groups):
+        anchor, *members = rng.choice(n, size=rng.integers(3, 7), replace=False)
+        lag = rng.choice([0, 0, 1, 7, 8, 14, 30, 37])
+        at = seconds[anchor] + lag * DAY
+        if at >= days * DAY:
+            continue
+        seconds[members] = at
+        customer[members], terminal[members] = customer[anchor], terminal[anchor]
+    tied = _frame(seconds, customer, terminal, tx["tx_amount"].to_numpy(),
+                  tx["tx_fraud"].to_numpy() == 1)
+    return tied.sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def _frame(seconds, customer, terminal, amount, fraud) -> pd.DataFrame:
+    n = len(seconds)
     ts = START + pd.to_timedelta(seconds, unit="s")
     return pd.DataFrame({
         "transaction_id": np.arange(n, dtype="int64"),
         "tx_datetime": ts.astype("datetime64[us]"),
-        "customer_id": rng.integers(0, customers, n).astype("int64"),
-        "terminal_id": rng.integers(0, terminals, n).astype("int64"),
-        "tx_amount": rng.uniform(1, 200, n).round(2),
+        "customer_id": customer.astype("int64"),
+        "terminal_id": terminal.astype("int64"),
+        "tx_amount": amount,
         "tx_time_seconds": seconds.astype("int64"),
         "tx_time_days": (seconds // DAY).astype("int32"),
-        "tx_fraud": (rng.random(n) < 0.15).astype("int32"),
+        "tx_fraud": fraud.astype("int32"),
         "tx_fraud_scenario": np.zeros(n, dtype="int32"),
         "tx_date": ts.date,
     })
@@ -44,32 +73,70 @@ def write_clean(spark, lake: Lake, tx: pd.DataFrame) -> None:
 
 
 def reference(tx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The marts computed the plain way: for each transaction, look at every other one."""
+    """The marts computed the plain way: for each transaction, look at every other one.
+
+    A window holds what came before the transaction and the transaction itself: earlier, or in
+    the same second with a lower id (the handbook rolls over rows sorted by time, then id).
+    Rows in transaction id order."""
+    tx = tx.sort_values("transaction_id").reset_index(drop=True)
     t = tx["tx_datetime"].astype("int64") // 10**6  # epoch seconds
+    ids = tx["transaction_id"]
     cust_rows, term_rows = [], []
     for i in range(len(tx)):
         me = tx.iloc[i]
-        same_c = tx[tx["customer_id"] == me["customer_id"]]
+        came_before = (t < t[i]) | ((t == t[i]) & (ids <= ids[i]))
+        same_c = tx[(tx["customer_id"] == me["customer_id"]) & came_before]
         tc = t[same_c.index]
         c = {"transaction_id": me["transaction_id"],
              "tx_during_weekend": int(me["tx_datetime"].dayofweek >= 5),
              "tx_during_night": int(me["tx_datetime"].hour <= 6)}
         for w in WINDOWS_DAYS:
-            inside = same_c[(tc > t[i] - w * DAY) & (tc <= t[i])]
+            inside = same_c[tc > t[i] - w * DAY]
             c[f"customer_id_nb_tx_{w}day_window"] = len(inside)
             c[f"customer_id_avg_amount_{w}day_window"] = inside["tx_amount"].mean()
         cust_rows.append(c)
-        same_t = tx[tx["terminal_id"] == me["terminal_id"]]
+        same_t = tx[(tx["terminal_id"] == me["terminal_id"]) & came_before]
         tt = t[same_t.index]
         d = {"transaction_id": me["transaction_id"]}
         for w in WINDOWS_DAYS:
-            inside = same_t[(tt > t[i] - (7 + w) * DAY) & (tt <= t[i] - 7 * DAY)]
+            # The handbook's delayed window: its (7 + w)-day window less its 7-day window.
+            inside = same_t[(tt > t[i] - (7 + w) * DAY) & ~(tt > t[i] - 7 * DAY)]
             d[f"terminal_id_nb_tx_{w}day_window"] = len(inside)
             d[f"terminal_id_risk_{w}day_window"] = (
                 inside["tx_fraud"].sum() / len(inside) if len(inside) else 0.0
             )
         term_rows.append(d)
     return pd.DataFrame(cust_rows), pd.DataFrame(term_rows)
+
+
+def handbook(tx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The marts as the handbook's own feature code builds them (chapter 3, "Baseline feature
+    transformation"): pandas time-based rolling windows over each key's rows in time order,
+    ties in transaction id order."""
+    tx = tx.sort_values(["tx_datetime", "transaction_id"], kind="stable").set_index(
+        "tx_datetime", drop=False)
+    customer, terminal = [], []
+    for _, rows in tx.groupby("customer_id", sort=False):
+        out = rows[["transaction_id"]].copy()
+        for w in WINDOWS_DAYS:
+            window = rows["tx_amount"].rolling(f"{w}d")
+            out[f"customer_id_nb_tx_{w}day_window"] = window.count()
+            out[f"customer_id_avg_amount_{w}day_window"] = window.sum() / window.count()
+        customer.append(out)
+    for _, rows in tx.groupby("terminal_id", sort=False):
+        out = rows[["transaction_id"]].copy()
+        delay_fraud = rows["tx_fraud"].rolling("7d").sum()
+        delay_count = rows["tx_fraud"].rolling("7d").count()
+        for w in WINDOWS_DAYS:
+            n_fraud = rows["tx_fraud"].rolling(f"{7 + w}d").sum() - delay_fraud
+            n_tx = rows["tx_fraud"].rolling(f"{7 + w}d").count() - delay_count
+            out[f"terminal_id_nb_tx_{w}day_window"] = n_tx
+            out[f"terminal_id_risk_{w}day_window"] = (n_fraud / n_tx).fillna(0)
+        terminal.append(out)
+
+    def ordered(parts):
+        return pd.concat(parts).sort_values("transaction_id").reset_index(drop=True)
+    return ordered(customer), ordered(terminal)
 
 
 def marts(lake: Lake) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -80,7 +147,19 @@ def marts(lake: Lake) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @pytest.fixture(scope="module")
 def sample():
-    return random_transactions()
+    return tied_transactions()
+
+
+def test_the_sample_has_ties_and_the_reference_is_the_handbooks_rolling_windows(sample):
+    """Several same-second transactions of one customer and one terminal, not in id order;
+    the plain reference agrees with the handbook's own rolling-window code on them."""
+    tied = sample[sample.duplicated(["tx_datetime", "customer_id", "terminal_id"], keep=False)]
+    assert tied.groupby(["tx_datetime", "customer_id"]).size().ge(3).sum() >= 10
+    assert not sample["transaction_id"].is_monotonic_increasing
+    want_c, want_t = reference(sample)
+    got_c, got_t = handbook(sample)
+    pd.testing.assert_frame_equal(got_c, want_c[got_c.columns], check_dtype=False)
+    pd.testing.assert_frame_equal(got_t, want_t[got_t.columns], check_dtype=False)
 
 
 def test_marts_equal_pandas_reference_row_for_row(spark, lake, sample):
@@ -140,7 +219,7 @@ def test_marts_keep_each_transactions_key_and_time_and_flag_the_clock_edges(spar
 def test_ids_beyond_32_bits_give_the_reference_marts(spark, lake):
     """The window's presort packs key and time into one long: large ids must neither fail
     (ANSI overflow) nor change a feature, even where the packed value wraps."""
-    tx = random_transactions(n=300, days=20, seed=3)
+    tx = tied_transactions(n=300, days=20, seed=3, groups=10)
     tx["customer_id"] += 2**40
     tx["terminal_id"] = tx["terminal_id"] * 2**59 + 1
     write_clean(spark, lake, tx)
@@ -162,11 +241,30 @@ def test_the_window_builds_each_running_sum_once(spark, mart):
     assert plan.count("windowspecdefinition(") == 2 * (1 + len(WINDOWS_DAYS)), plan
 
 
+@pytest.mark.parametrize("mart", features.MARTS, ids=lambda mart: mart.name)
+def test_ties_in_id_order_cost_no_shuffle_or_sort(spark, mart):
+    """The frames that stop at the transaction order by (time, id); their window runs below
+    the range frames' and its sort serves both: still one shuffle by key (and the rebalance by
+    day before the write), the presort and the window's sort."""
+    plan = features.full_mart(spark.createDataFrame([], CLEAN_SCHEMA), mart) \
+        ._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("Exchange ") == 2 and plan.count("Sort [") == 2, plan
+    assert plan.count("Window [") == (2 if mart.delay_days == 0 else 1), plan
+
+
 def test_no_feature_depends_on_later_transactions_or_unknown_labels(spark, tmp_path, sample):
-    cutoff = START + pd.Timedelta(days=30)
+    """The future starts inside a group of same-second transactions: the group's later ids
+    are the future of its earlier ones."""
+    t, ids = sample["tx_datetime"], sample["transaction_id"]
+    groups = sample.groupby(["tx_datetime", "customer_id", "terminal_id"])["transaction_id"]
+    sizes = groups.transform("size")
+    group = sample[(sizes >= 3) & (t > START + pd.Timedelta(days=25))].iloc[0]
+    members = sorted(groups.get_group(
+        (group["tx_datetime"], group["customer_id"], group["terminal_id"])))
+    cutoff_t, cutoff_id = group["tx_datetime"], members[len(members) // 2 - 1]
+    future = (t > cutoff_t) | ((t == cutoff_t) & (ids > cutoff_id))
+    recent = (t > cutoff_t - pd.Timedelta(days=7)) & ~future
     base, changed = Lake(str(tmp_path / "a")), Lake(str(tmp_path / "b"))
-    future = sample["tx_datetime"] > cutoff
-    recent = (sample["tx_datetime"] > cutoff - pd.Timedelta(days=7)) & ~future
     altered = sample.copy()
     altered.loc[future, "tx_amount"] *= 10           # the future changes completely
     altered.loc[future, "customer_id"] = 0
@@ -175,6 +273,7 @@ def test_no_feature_depends_on_later_transactions_or_unknown_labels(spark, tmp_p
         write_clean(spark, lake, tx)
         features.run(spark, lake, sorted({str(d) for d in tx["tx_date"]}))
     past = sample.loc[~future, "transaction_id"]
+    assert set(members) & set(past) and set(members) - set(past)  # the group is cut in two
     for a, b in zip(marts(base), marts(changed)):
         keep_a, keep_b = a[a.transaction_id.isin(past)], b[b.transaction_id.isin(past)]
         pd.testing.assert_frame_equal(keep_a.drop(columns="customer_id", errors="ignore"),
