@@ -27,7 +27,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, rawfiles, storage
+from fraudops.core import cli, lease, rawfiles, storage
+from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
 from fraudops.core.rawformat import (
     AMOUNT_TOO_LARGE,
@@ -428,11 +429,28 @@ def verify_accounting(spark, lake, files, per_file, days) -> None:
 
 
 def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None = None) -> dict:
-    pending, manifest = rawfiles.plan(lake, until)
+    """Clean what arrived, holding the lake's lease; a run id that finished returns its summary.
+
+    The summary is the run's record and is written last: a re-run with the same id after
+    success changes nothing, and one after a crash finishes the work (see rawfiles.plan).
+    """
+    with lease.held(lake, "clean", run_id) as held:
+        done = storage.read_json(lake.run_summary("clean", run_id))
+        if done is not None:
+            log.info("run %s cleaned already: its summary stands", run_id)
+            return done
+        return _run(lake, until, run_id, spark, held)
+
+
+def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
+         held: lease.Lease) -> dict:
+    pending, manifest = rawfiles.plan(lake, until, redo_run=run_id)
     files = pending.to_process
     per_file: dict[str, Counter] = {}
     if files:
         log.info("cleaning %d file(s): %s", len(files), cli.span([f.name for f in files]))
+        # Before any write: features owes these days their marts until it has rebuilt them.
+        pending_work.add_features_days(lake, sorted({f.day for f in files}))
         per_file = clean_files(spark or _spark(), lake, files, run_id)
     else:
         log.info("no new raw files up to %s", until or "today")
@@ -468,10 +486,13 @@ def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None =
         "quarantined_by_reason": dict(sorted(by_reason.items())),
         "changed_dates": sorted({f.day for f in files}),
         "has_new_rows": rows_clean > 0,
+        # Changed days whose marts are owed, this run's and any a failed features run left.
+        "features_pending": pending_work.features_days(lake),
     }
     assert summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"]
-    storage.write_json(lake.run_summary("clean", run_id), summary)
-    rawfiles.save_manifest(lake, manifest)  # last: a failed run leaves the files to redo
+    held.check()
+    rawfiles.save_manifest(lake, manifest)  # a run that dies before this leaves files to redo
+    storage.write_json(lake.run_summary("clean", run_id), summary)  # the run's record: last
     return summary
 
 

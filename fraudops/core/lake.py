@@ -12,6 +12,8 @@
     <root>/_state/windows/<mart>/day=YYYY-MM-DD/  each mart's sums over its windows' full days
     <root>/_state/windows/<mart>.json             which of those days are current
     <root>/_state/runs/<step>/<run_id>.json       one summary per step run
+    <root>/_state/pending/features.json           changed days whose marts are not rebuilt yet
+    <root>/_state/lease.json                      the one writer of the state (fraudops.core.lease)
 
 The root is a local path by default and ``s3a://bucket/prefix`` in the cloud. Only this module
 and fraudops.core.storage know the difference.
@@ -86,6 +88,15 @@ class Lake:
 
     def window_sums_index(self, mart: str) -> str:
         return self.path("_state", "windows", f"{mart}.json")
+
+    @property
+    def features_pending(self) -> str:
+        """Days clean changed whose marts (and window sums) features has not rebuilt yet."""
+        return self.path("_state", "pending", "features.json")
+
+    @property
+    def lease(self) -> str:
+        return self.path("_state", "lease.json")
 
     def run_summary(self, step: str, run_id: str) -> str:
         return self.path("_state", "runs", step, f"{run_id}.json")

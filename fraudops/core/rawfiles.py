@@ -81,9 +81,19 @@ def save_manifest(lake: Lake, manifest: dict[str, dict]) -> None:
 
 
 def arrived_files(lake: Lake, until: str | None) -> tuple[list[storage.FileEntry], list[str]]:
-    """Raw files whose day is not after ``until``, and the names that are not day files."""
+    """Raw files whose day is not after ``until``, and the names that are not day files.
+
+    A lake without raw/ is an error naming the folder looked at (a wrong root would otherwise
+    read as "no new data" every day); an empty raw/ is a day without data.
+    """
     arrived, ignored = [], []
-    for entry in storage.list_files(lake.raw, RAW_SUFFIX):
+    try:
+        listed = storage.list_files(lake.raw, RAW_SUFFIX, must_exist=True)
+    except storage.FolderNotFound as exc:
+        raise storage.FolderNotFound(
+            f"the lake has no raw files folder: {lake.raw} is not there (is the lake root "
+            f"{lake.root} right?)") from exc
+    for entry in listed:
         name = entry.path.rsplit("/", 1)[-1]
         day = file_day(name)
         if day is None:
@@ -150,17 +160,29 @@ def header_lines(data: bytes) -> int:
     return sum(1 for line in data.split(b"\n") if _is_header(line))
 
 
-def plan(lake: Lake, until: str | None) -> tuple[Pending, dict[str, dict]]:
-    """Compare the arrived raw files with the manifest and inspect the new or changed ones."""
+def plan(lake: Lake, until: str | None,
+         redo_run: str | None = None) -> tuple[Pending, dict[str, dict]]:
+    """Compare the arrived raw files with the manifest and inspect the new or changed ones.
+
+    Files the manifest records as processed by ``redo_run`` are planned again as that run saw
+    them: that run is being re-run after it died between saving the manifest and writing its
+    summary, and must finish with the same outcome.
+    """
     manifest = load_manifest(lake)
     arrived, ignored = arrived_files(lake, until)
     pending = Pending(ignored_names=ignored)
     for name in ignored:
         log.warning("ignoring %s: raw files must be named YYYY-MM-DD%s", name, RAW_SUFFIX)
-    candidates = []
+    candidates, redone = [], set()
     for entry in arrived:
-        known = manifest.get(entry.path.rsplit("/", 1)[-1])
-        if not (known and (known["size"], known["mtime_ns"]) == (entry.size, entry.mtime_ns)):
+        name = entry.path.rsplit("/", 1)[-1]
+        known = manifest.get(name)
+        if known and redo_run and known.get("run_id") == redo_run:
+            log.info("%s was recorded by run %s, which did not finish: cleaning it again",
+                     name, redo_run)
+            candidates.append((entry, known.get("status", "new")))
+            redone.add(name)
+        elif not (known and (known["size"], known["mtime_ns"]) == (entry.size, entry.mtime_ns)):
             candidates.append((entry, "changed" if known else "new"))
     # Reading and hashing release the GIL; on object storage each file is a request of its own.
     with ThreadPoolExecutor(max_workers=INSPECT_THREADS) as pool:
@@ -168,7 +190,7 @@ def plan(lake: Lake, until: str | None) -> tuple[Pending, dict[str, dict]]:
     for raw in inspected:
         name = raw.name
         known = manifest.get(name)
-        if known and known.get("md5") == raw.md5:
+        if known and known.get("md5") == raw.md5 and name not in redone:
             log.info("%s was delivered again unchanged: nothing to do", name)
             pending.unchanged_redeliveries.append(raw)
         elif raw.has_rows:

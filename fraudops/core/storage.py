@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import uuid
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 from pyarrow import fs as pafs
 
 from fraudops.core import config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,25 @@ def _resolve(path: str) -> tuple[pafs.FileSystem, str, str]:
     return pafs.LocalFileSystem(), os.path.abspath(path), ""
 
 
-def list_files(prefix: str, suffix: str = "") -> list[FileEntry]:
-    """Files directly below ``prefix`` whose names end with ``suffix``, sorted by path."""
+def is_object_store(path: str) -> bool:
+    """Whether ``path`` is on S3 (no rename, no exclusive create through pyarrow)."""
+    return path.startswith(("s3a://", "s3://"))
+
+
+class FolderNotFound(FileNotFoundError):
+    """A folder the caller needs is not there (a wrong root, a missing mount or bucket)."""
+
+
+def list_files(prefix: str, suffix: str = "", must_exist: bool = False) -> list[FileEntry]:
+    """Files directly below ``prefix`` whose names end with ``suffix``, sorted by path.
+
+    With ``must_exist`` a missing ``prefix`` is an error naming it; otherwise it lists nothing.
+    On S3 a prefix exists once an object lies below it (or its folder marker does).
+    """
     filesystem, base, scheme = _resolve(prefix)
-    selector = pafs.FileSelector(base, allow_not_found=True, recursive=False)
+    if must_exist and filesystem.get_file_info(base).type != pafs.FileType.Directory:
+        raise FolderNotFound(f"{prefix} is not there (no such folder)")
+    selector = pafs.FileSelector(base, allow_not_found=not must_exist, recursive=False)
     entries = [
         FileEntry(scheme + info.path, info.size or 0, info.mtime_ns or 0)
         for info in filesystem.get_file_info(selector)
@@ -91,6 +110,63 @@ def write_bytes(path: str, data: bytes) -> None:
     else:  # an S3 PUT is atomic already
         with filesystem.open_output_stream(base) as out:
             out.write(data)
+
+
+def create_exclusive(path: str, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` only if nothing is there; False if something is.
+
+    Locally an O_CREAT|O_EXCL open (written under a temporary name and hard-linked, so that a
+    reader never sees half of it). On S3 a PUT with ``If-None-Match: *``, which Yandex Object
+    Storage documents for PutObject (as do AWS S3 and MinIO); it needs boto3.
+    """
+    filesystem, base, _ = _resolve(path)
+    if not isinstance(filesystem, pafs.LocalFileSystem):
+        return _s3_create_exclusive(path, data)
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    tmp = f"{base}.new-{os.getpid()}-{uuid.uuid4().hex}"
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.link(tmp, base)  # fails if ``base`` exists: the exclusive step
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.unlink(tmp)
+
+
+def _s3_create_exclusive(path: str, data: bytes) -> bool:
+    try:
+        import boto3  # only where the lake is on S3
+        from botocore.exceptions import ClientError
+    except ImportError:  # an image without boto3: check, then write (not exclusive)
+        log.warning("boto3 is not installed: %s is created without If-None-Match, so two "
+                    "writers at the same instant could both get it", path)
+        if exists(path):
+            return False
+        write_bytes(path, data)
+        return True
+
+    bucket, _, key = path.split("://", 1)[1].partition("/")
+    client = boto3.client("s3", endpoint_url=config.s3_endpoint(),
+                          region_name=os.environ.get("AWS_REGION", "ru-central1"))
+    try:
+        client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed",
+                                                         "ConditionalRequestConflict"):
+            return False
+        raise
+
+
+def delete_file(path: str) -> None:
+    filesystem, base, _ = _resolve(path)
+    try:
+        filesystem.delete_file(base)
+    except FileNotFoundError:
+        pass
 
 
 def read_json(path: str, default: Any = None) -> Any:

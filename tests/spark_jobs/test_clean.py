@@ -252,7 +252,7 @@ def test_rerun_is_idempotent_and_new_day_processes_only_its_file(spark, lake):
 
     # Forgetting the manifest forces a full reprocess: the result is row-for-row the same.
     os.remove(lake.manifest)
-    clean.run(lake, "2018-04-01", "r1", spark)
+    clean.run(lake, "2018-04-01", "r1-again", spark)
     after = read(lake, "clean"), read(lake, "quarantine")
     pd.testing.assert_frame_equal(before[0], after[0])
     pd.testing.assert_frame_equal(before[1], after[1])
