@@ -37,7 +37,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, storage
+from fraudops.core import cli, lease, storage
+from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, Lake, shift
 from fraudops.core.rawformat import DAY_SECONDS
 from spark_jobs import schema
@@ -358,7 +359,22 @@ def each_mart(build: Callable[[Mart], None]) -> None:
             pass
 
 
-def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
+def run(spark: SparkSession, lake: Lake, changed: list[str], run_id: str | None = None) -> dict:
+    """Rebuild the marts of ``changed`` and of every day clean left pending, holding the lake's
+    lease; pending days are dropped only once their marts are written."""
+    with lease.held(lake, "features", run_id or cli.run_id(None)) as held:
+        owed = pending_work.features_days(lake)
+        if set(owed) - set(changed):
+            log.info("also rebuilding days an earlier run left pending: %s",
+                     cli.span(sorted(set(owed) - set(changed))))
+        todo = sorted(set(changed) | set(owed))
+        summary = _run(spark, lake, todo)
+        held.check()
+        pending_work.remove_features_days(lake, todo)
+        return summary
+
+
+def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     available = clean_days(lake)
     days = days_to_recompute(changed, available)
     deleted = sorted(set(changed) - set(available))  # days whose rows were all quarantined
@@ -395,13 +411,45 @@ def run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     return summary
 
 
+class IncompleteFeatures(RuntimeError):
+    """The marts do not hold every clean row of a day (a missing or half-written file, or a
+    day whose marts a failed features run left to rebuild)."""
+
+
 def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
-    """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date)."""
+    """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date).
+
+    Refuses, naming the day, unless the join holds every row clean_days.json promises for each
+    day: an inner join would otherwise drop the rows a mart lacks without a word.
+    """
     joined = read_clean(spark, lake, start, end)
     for mart in MARTS:
         joined = joined.join(read_days(spark, lake, mart.path(lake), start, end, mart.schema)
                              .select(*KEYS, *mart.feature_names), KEYS)
+    check_complete(lake, joined, start, end)
     return joined
+
+
+def check_complete(lake: Lake, joined: DataFrame, start: str, end: str) -> None:
+    """Rows per day of ``joined`` (keys only: one small aggregation, no feature columns read)
+    against the rows clean wrote; and no pending day whose windows reach into [start, end]."""
+    stats = storage.read_json(lake.clean_days, default={}) or {}
+    owed = pending_work.features_days(lake)
+    stale = [d for d in days_to_recompute(owed, sorted(stats)) if start <= d <= end]
+    if stale:
+        raise IncompleteFeatures(
+            f"the marts of {cli.span(stale)} are not rebuilt yet after clean changed "
+            f"{cli.span(owed)} (pending in {lake.features_pending}): run spark_jobs.features")
+    promised = {d: s["rows"] for d, s in stats.items() if start <= d <= end}
+    counts = joined.select(PARTITION_COLUMN).groupBy(PARTITION_COLUMN).count().collect()
+    got = {row[0].isoformat(): row[1] for row in counts}
+    short = {d: (got.get(d, 0), n) for d, n in sorted(promised.items()) if got.get(d, 0) != n}
+    if short:
+        detail = ", ".join(f"{d}: {have} of {want} rows" for d, (have, want) in short.items())
+        raise IncompleteFeatures(
+            f"clean and the feature marts disagree on {len(short)} day(s) ({detail}): a mart "
+            f"file is missing or half-written; rebuild with spark_jobs.features --dates "
+            f"{','.join(short)}")
 
 
 def changed_days_of(lake: Lake, clean_run_id: str) -> list[str]:
@@ -432,10 +480,15 @@ def main(argv: list[str] | None = None) -> dict:
         changed = changed_days_of(lake, args.run_id)
     else:
         parser.error("say which days changed: --run-id of a clean run, --dates or --all")
+    run_id = cli.run_id(args.run_id)
+    done = storage.read_json(lake.run_summary("features", run_id))
+    if done is not None:  # a retry after success: the marts it wrote stand
+        log.info("run %s built its features already: %s", run_id, done)
+        print(json.dumps(done))
+        return done
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("features"), lake, changed)
-    run_id = cli.run_id(args.run_id)
+    summary = run(get_spark("features"), lake, changed, run_id)
     storage.write_json(lake.run_summary("features", run_id), summary)
     print(json.dumps(summary))
     return summary

@@ -4,12 +4,17 @@ uninterrupted run's result (issue 33)."""
 from __future__ import annotations
 
 import os
+import shutil
 
+import pandas as pd
 import pytest
 
-from fraudops.core import storage
-from fraudops.core.lake import Lake
-from spark_jobs import clean
+from fraudops.core import pending, storage
+from fraudops.core.lake import Lake, shift
+from fraudops.simulator.generate import generate_lake
+from fraudops.model.splits import Period
+from spark_jobs import clean, features, promote, score, train
+from spark_jobs.datasets import clean_days
 from tests.spark_jobs.rawlines import row, write_raw
 
 D1, D2 = "2018-04-01", "2018-04-02"
@@ -69,3 +74,80 @@ def test_an_empty_raw_folder_is_a_day_without_data(tmp_path):
     assert new_raw_files(lake, D1) == []
     summary = clean.run(lake, D1, "r1")  # no file: no Spark either
     assert summary["files"] == [] and not summary["has_new_rows"]
+
+
+def _days(first: str, n: int) -> list[str]:
+    return [shift(first, i) for i in range(n)]
+
+
+def _marts(lake: Lake) -> list[pd.DataFrame]:
+    return [pd.read_parquet(mart.path(lake)).sort_values("transaction_id")
+            .reset_index(drop=True) for mart in features.MARTS]
+
+
+def _full_recompute(lake: Lake, into: Lake, spark) -> list[pd.DataFrame]:
+    """Both marts of ``lake``'s clean table computed from scratch in a copy of it."""
+    shutil.copytree(lake.clean, into.clean)
+    storage.write_json(into.clean_days, storage.read_json(lake.clean_days))
+    features.run(spark, into, clean_days(into))
+    return _marts(into)
+
+
+def test_a_failed_features_run_leaves_its_days_to_the_next_run(spark, tmp_path, monkeypatch):
+    """Day D changes, features fails for good, the next day's run rebuilds D..D+37."""
+    lake = Lake(str(tmp_path / "lake"))
+    days = _days("2018-04-01", 48)
+    generate_lake(lake, days[0], len(days), customers=40, terminals=80, seed=5)
+    first = clean.run(lake, days[45], "c1", spark)
+    features.run(spark, lake, first["changed_dates"])
+
+    changed_day = days[10]
+    path = lake.raw_file(changed_day)
+    lines = open(path).read().splitlines(keepends=True)
+    with open(path, "w") as handle:  # delivered again, corrected: its last rows dropped
+        handle.writelines(lines[:-5])
+    second = clean.run(lake, days[45], "c2", spark)
+    assert second["changed_dates"] == [changed_day]
+    assert pending.features_days(lake) == [changed_day]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: the features job dies while writing")
+    with monkeypatch.context() as patch:
+        patch.setattr(features, "write_days", broken)
+        with pytest.raises(RuntimeError, match="injected"):
+            features.run(spark, lake, second["changed_dates"])
+    assert pending.features_days(lake) == [changed_day]  # still owed
+
+    third = clean.run(lake, days[46], "c3", spark)
+    assert third["features_pending"] == [changed_day, days[46]]
+    features.run(spark, lake, third["changed_dates"])
+
+    assert pending.features_days(lake) == []
+    for got, want in zip(_marts(lake), _full_recompute(lake, Lake(str(tmp_path / "full")),
+                                                       spark)):
+        pd.testing.assert_frame_equal(got, want)
+
+
+def test_readers_refuse_marts_that_miss_rows_of_a_day(spark, tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    days = _days("2018-04-01", 6)
+    generate_lake(lake, days[0], len(days), customers=40, terminals=80, seed=6)
+    features.run(spark, lake, clean.run(lake, None, "c1", spark)["changed_dates"])
+    rows = storage.read_json(lake.clean_days)
+    assert features.labeled_features(spark, lake, days[0], days[-1]).count() == sum(
+        stats["rows"] for stats in rows.values())
+
+    day = days[3]
+    folder = f"{features.TERMINAL.path(lake)}/tx_date={day}"
+    for name in os.listdir(folder):
+        if name.endswith(".parquet"):
+            os.remove(os.path.join(folder, name))  # a lost or never-committed file
+    for reader in (promote.labeled_features, score.labeled_features,
+                   lambda s, lk, a, b: train.window_data(s, lk, Period(a, b))):
+        with pytest.raises(features.IncompleteFeatures, match=day):
+            reader(spark, lake, days[0], days[-1])
+    features.labeled_features(spark, lake, days[4], days[5])  # other days still read
+
+    pending.add_features_days(lake, [days[1]])  # owed by a features run that failed
+    with pytest.raises(features.IncompleteFeatures, match=days[1]):
+        features.labeled_features(spark, lake, days[4], days[5])
