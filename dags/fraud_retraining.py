@@ -65,16 +65,20 @@ def fraud_retraining():
 
     @task.branch(execution_timeout=CHECK_TIMEOUT)
     def has_new_rows() -> str:
-        """Branch to the model steps only when clean added valid rows."""
+        """Branch to the model steps when clean added valid rows, or when an earlier features
+        run left changed days whose marts are not rebuilt yet."""
         from fraudops.orchestration.arrivals import clean_summary
 
         ctx = run_context(get_current_context(), SETTINGS)
         summary = clean_summary(Lake(ctx.lake_root), ctx.safe_run_id)
         log.info("clean summary: %s", summary)
-        return "features" if summary["has_new_rows"] else "no_new_rows"
+        go_on = summary["has_new_rows"] or summary.get("features_pending")
+        return "features" if go_on else "no_new_rows"
 
+    pool = {"pool": NAMES["airflow"]["lake_writer_pool"]}
     steps = {
-        name: spark_step(step, SETTINGS, outlets=OUTLETS.get(name, []))
+        name: spark_step(step, SETTINGS, outlets=OUTLETS.get(name, []),
+                         **(pool if step.writes_lake_state else {}))
         for name, step in STEPS.items()
     }
     no_new_data = EmptyOperator(task_id="no_new_data", execution_timeout=CHECK_TIMEOUT)

@@ -42,6 +42,9 @@ class Step:
     module: str
     description: str
     resources: Resources = field(default_factory=Resources)
+    # Writes the lake's state (manifest, clean_days.json, pending days, window sums): one such
+    # task at a time (platform.yaml airflow.lake_writer_pool, and fraudops.core.lease).
+    writes_lake_state: bool = False
 
     def args(self, ctx: RunContext) -> list[str]:
         common = ["--lake-root", ctx.lake_root, "--run-id", ctx.safe_run_id]
@@ -67,8 +70,10 @@ _TRAINING = Resources(driver_memory="4g", executor_memory="6g", max_executors=6)
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
-        Step("clean", "spark_jobs.clean", "Parse, validate and deduplicate new raw files"),
-        Step("features", "spark_jobs.features", "Customer and terminal feature marts"),
+        Step("clean", "spark_jobs.clean", "Parse, validate and deduplicate new raw files",
+             writes_lake_state=True),
+        Step("features", "spark_jobs.features", "Customer and terminal feature marts",
+             writes_lake_state=True),
         Step("train", "spark_jobs.train", "Train a challenger with prequential validation",
              _TRAINING),
         Step("promote", "spark_jobs.promote", "Champion/challenger comparison and promotion"),

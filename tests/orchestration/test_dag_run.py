@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -85,6 +86,7 @@ def _run_without_pyspark(body: str, env: dict) -> subprocess.CompletedProcess:
 
 def test_detect_new_files_runs_without_pyspark(tmp_path):
     env = local_airflow_env(tmp_path / "airflow", tmp_path)
+    (tmp_path / "lake" / "raw").mkdir(parents=True)  # an empty raw/: a day without data
     result = _run_without_pyspark(
         f"""
         from fraudops.core.lake import Lake
@@ -106,6 +108,9 @@ def _branch(dag, task_id, monkeypatch, ds, run_id="manual__x"):
 
 def test_detect_new_files_branches_on_arrived_unprocessed_files(local_dag, monkeypatch):
     lake = Lake(local_dag.get_task("clean").settings.lake_root)
+    with pytest.raises(storage.FolderNotFound, match=lake.raw):  # a wrong root is an error
+        _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01")
+    os.makedirs(lake.raw)
     assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01") == "no_new_data"
     storage.write_bytes(lake.raw_file("2018-04-02"), b"a day\n")
     assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01") == "no_new_data"
@@ -125,6 +130,10 @@ def test_has_new_rows_follows_the_clean_summary_of_the_run(local_dag, monkeypatc
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "features"
     storage.write_json(summary, {"has_new_rows": False, "new_files": 1})
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "no_new_rows"
+    # Days a failed features run left to rebuild: features runs without new rows too.
+    storage.write_json(summary, {"has_new_rows": False, "new_files": 0,
+                                 "features_pending": ["2018-03-30"]})
+    assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "features"
 
 
 def test_dags_test_kills_a_run_that_hangs_without_output(tmp_path, monkeypatch):

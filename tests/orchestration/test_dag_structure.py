@@ -8,6 +8,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
 
 from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS
@@ -152,3 +153,13 @@ def test_the_dag_file_holds_no_secret():
     text = DAG_FILE.read_text().lower()
     for word in ("password", "secret", "aws_access_key_id", "token"):
         assert word not in text
+
+
+def test_the_lake_writing_tasks_share_a_pool_of_one_slot_that_the_chart_creates(local_dag):
+    pool = platform()["airflow"]["lake_writer_pool"]
+    writers = {name for name, step in STEPS.items() if step.writes_lake_state}
+    assert writers == {"clean", "features"}
+    assert {task.task_id for task in local_dag.tasks if task.pool == pool} == writers
+    values = yaml.safe_load((REPO / "charts" / "airflow-values.yaml").read_text())
+    script = " ".join(values["migrateDatabaseJob"]["args"])
+    assert "airflow db migrate" in script and f"airflow pools set {pool} 1 " in script

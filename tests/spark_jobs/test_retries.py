@@ -151,3 +151,42 @@ def test_readers_refuse_marts_that_miss_rows_of_a_day(spark, tmp_path):
     pending.add_features_days(lake, [days[1]])  # owed by a features run that failed
     with pytest.raises(features.IncompleteFeatures, match=days[1]):
         features.labeled_features(spark, lake, days[4], days[5])
+
+
+def test_two_cleaning_runs_at_once_both_land_in_the_state(spark, lake, monkeypatch):
+    """Run B plans day 2; day 1 arrives and run A plans it while B has not written yet. Both
+    read the manifest and clean_days.json before either writes them back: without one writer
+    at a time the last one to write loses the other's day."""
+    import threading
+
+    from fraudops.core import rawfiles
+
+    write_raw(lake, D2, [row(2, f"{D2} 10:00:00")])
+    b_planned, a_planned = threading.Event(), threading.Event()
+    real_plan = rawfiles.plan
+
+    def plan(*args, **kwargs):
+        planned = real_plan(*args, **kwargs)
+        if threading.current_thread().name == "B":
+            b_planned.set()
+            a_planned.wait(5)  # with the lease A cannot plan now: B goes on alone
+        else:
+            a_planned.set()
+        return planned
+    monkeypatch.setattr(rawfiles, "plan", plan)
+
+    results = {}
+    b = threading.Thread(name="B", target=lambda: results.update(
+        B=clean.run(lake, None, "rB", spark)))
+    b.start()
+    assert b_planned.wait(60)
+    write_raw(lake, D1, [row(1, f"{D1} 10:00:00")])
+    a = threading.Thread(name="A", target=lambda: results.update(
+        A=clean.run(lake, D1, "rA", spark)))
+    a.start()
+    a.join(300)
+    b.join(300)
+
+    assert results["A"]["changed_dates"] == [D1] and results["B"]["changed_dates"] == [D2]
+    assert sorted(storage.read_json(lake.manifest)) == [f"{D1}.txt", f"{D2}.txt"]
+    assert sorted(storage.read_json(lake.clean_days)) == [D1, D2]
