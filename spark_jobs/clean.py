@@ -451,7 +451,7 @@ def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
         log.info("cleaning %d file(s): %s", len(files), cli.span([f.name for f in files]))
         # Before any write: features owes these days their marts until it has rebuilt them.
         pending_work.add_features_days(lake, sorted({f.day for f in files}))
-        per_file = clean_files(spark or _spark(), lake, files, run_id)
+        per_file = clean_files(spark or _spark(lake), lake, files, run_id)
     else:
         log.info("no new raw files up to %s", until or "today")
 
@@ -496,10 +496,10 @@ def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
     return summary
 
 
-def _spark() -> SparkSession:
+def _spark(lake: Lake) -> SparkSession:
     from spark_jobs.session import get_spark
 
-    return get_spark("clean")
+    return get_spark("clean", lake.root)
 
 
 def log_summary(summary: dict) -> None:

@@ -68,12 +68,17 @@ def clean_days(lake: Lake) -> list[str]:
 def write_days(df: DataFrame | None, path: str, days: list[str], present: set[str]) -> None:
     """Replace exactly ``days`` under ``path``: overwrite those with rows, delete the others.
 
-    Relies on dynamic partition overwrite (set in spark_jobs.session), so days outside ``days``
-    are never touched and a re-run replaces what the previous run wrote.
+    Locally this relies on dynamic partition overwrite (set in spark_jobs.session), so days
+    outside ``days`` are never touched and a re-run replaces what the previous run wrote. On S3
+    the S3A committers do not support dynamic overwrite: the days are deleted first and the job
+    appends, its files made visible together at job commit (see config.S3A_COMMITTER_SETTINGS).
+    A crash in between leaves those days missing, which readers refuse
+    (features.check_complete) and the re-run of the step writes again.
     """
-    for day in sorted(set(days) - present):
+    on_s3 = storage.is_object_store(path)
+    for day in sorted(set(days) if on_s3 else set(days) - present):
         storage.delete_dir(f"{path}/{PARTITION_COLUMN}={day}")
     if present and df is not None:
         wanted = [dt.date.fromisoformat(d) for d in sorted(present)]
-        df.where(F.col(PARTITION_COLUMN).isin(wanted)).write.mode("overwrite").partitionBy(
-            PARTITION_COLUMN).parquet(path)
+        df.where(F.col(PARTITION_COLUMN).isin(wanted)).write.mode(
+            "append" if on_s3 else "overwrite").partitionBy(PARTITION_COLUMN).parquet(path)

@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> dict:
         return done
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("features"), lake, changed, run_id)
+    summary = run(get_spark("features", lake.root), lake, changed, run_id)
     storage.write_json(lake.run_summary("features", run_id), summary)
     print(json.dumps(summary))
     return summary

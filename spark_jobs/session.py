@@ -59,11 +59,16 @@ def launcher_sets_master() -> bool:
         flag in submit_args for flag in ("--master", "spark.master"))
 
 
-def get_spark(app_name: str) -> SparkSession:
+def session_settings(lake_root: str | None = None) -> dict[str, str]:
+    """Every job's settings, and the S3A committers' where the lake is on S3."""
+    return {**_DEFAULTS, **config.committer_settings(lake_root or config.default_lake_root())}
+
+
+def get_spark(app_name: str, lake_root: str | None = None) -> SparkSession:
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
     if not launcher_sets_master():
         builder = builder.master(os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]"))
-    for key, value in _DEFAULTS.items():
+    for key, value in session_settings(lake_root).items():
         builder = builder.config(key, value)
     endpoint = config.s3_endpoint()
     if endpoint:

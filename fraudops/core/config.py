@@ -21,6 +21,31 @@ HOME_ENV = "FRAUDOPS_HOME"
 SPARK_JVM_OPTIONS = "-XX:+UseParallelGC"
 
 
+# Spark's writes to an s3a:// lake go through the S3A magic committer: a task's files are
+# uploaded as pending multipart uploads, and only the job commit makes them visible, so a
+# driver lost mid-job leaves no partial day behind the old one (the default rename-based
+# committer is not safe on S3, which has no rename). The magic committer needs no cluster
+# filesystem (the staging committers keep their state on one, which a Kubernetes cluster
+# without HDFS lacks). It needs the spark-hadoop-cloud jar (images/spark/Dockerfile). None of
+# the S3A committers supports dynamic partition overwrite, so spark_jobs.datasets.write_days
+# deletes the days it replaces and appends on such lakes. File paths keep Spark's default.
+S3A_COMMITTER_SETTINGS = {
+    "spark.hadoop.fs.s3a.committer.name": "magic",
+    "spark.hadoop.fs.s3a.committer.magic.enabled": "true",
+    "spark.hadoop.mapreduce.outputcommitter.factory.scheme.s3a":
+        "org.apache.hadoop.fs.s3a.commit.S3ACommitterFactory",
+    "spark.sql.sources.commitProtocolClass":
+        "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol",
+    "spark.sql.parquet.output.committer.class":
+        "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter",
+}
+
+
+def committer_settings(lake_root: str) -> dict[str, str]:
+    """The Spark settings a lake at ``lake_root`` needs for atomic job commits (none locally)."""
+    return dict(S3A_COMMITTER_SETTINGS) if lake_root.startswith(("s3a://", "s3://")) else {}
+
+
 def home() -> Path:
     """Working folder for local state (lake, MLflow store, reports): $FRAUDOPS_HOME or the cwd."""
     return Path(os.environ.get(HOME_ENV, os.getcwd())).resolve()

@@ -80,9 +80,12 @@ def build_spark_application(step: Step, ctx: RunContext, settings: Settings,
     ``attempt`` (the task's try number) its name is that try's own."""
     if not settings.tracking_uri:
         raise ValueError("a SparkApplication needs an MLflow tracking URI (MLFLOW_TRACKING_URI)")
-    return fill_template(
+    application = fill_template(
         load_template(settings.spark_template), template_values(step, ctx, settings, attempt)
     )
+    # The driver starts before the job's code: settings read at start-up ride in the manifest.
+    application["spec"]["sparkConf"].update(config.committer_settings(ctx.lake_root))
+    return application
 
 
 def load_template(path: Path) -> Any:

@@ -303,6 +303,17 @@ def test_spark_base_is_the_locked_pyspark_and_the_template_version():
     assert f"Apache Spark {spark} (Hadoop " in dockerfile_text("spark")
 
 
+def test_the_cloud_committer_jar_is_the_spark_releases_own():
+    """spark-hadoop-cloud (the S3A committers' binding) must be the base image's Spark, in
+    its Scala build."""
+    args = spark_args()
+    assert args["SPARK_VERSION"] == version_of_tag(args["SPARK_IMAGE"])
+    assert f"-scala{args['SCALA_BINARY_VERSION']}-" in args["SPARK_IMAGE"]
+    pom = (REPO / "images" / "spark" / "jars" / "pom.xml").read_text()
+    assert ("<artifactId>spark-hadoop-cloud_${scala.binary.version}</artifactId>\n"
+            "      <version>${spark.version}</version>") in pom
+
+
 def test_hadoop_aws_matches_the_hadoop_of_the_spark_build():
     args = spark_args()
     hadoop, sdk = args["HADOOP_VERSION"], args["AWS_SDK_VERSION"]

@@ -1,8 +1,8 @@
 """The Spark image's S3A jars: the committed Maven descriptor (images/spark/jars/pom.xml) run with
 the Dockerfile's own `mvn` goal against a throwaway file repository, so that what the build does
-is executed here: exactly the two jars arrive, and a wrong or missing checksum stops it.
+is executed here: exactly the three jars arrive, and a wrong or missing checksum stops it.
 
-The jars' repository is a folder holding the two jars with their checksum files, put in place of
+The jars' repository is a folder holding the three jars with their checksum files, put in place of
 Maven Central by the descriptor's `jars.repository` property; everything else is the Dockerfile's
 command, --strict-checksums included. The pinned maven-dependency-plugin still comes from Maven
 Central: without it (no network, as on the build machines) the tests skip with that reason.
@@ -48,6 +48,7 @@ def test_the_build_verifies_checksums_and_takes_versions_from_the_dockerfile():
     text = POM.read_text()
     assert "<checksumPolicy>fail</checksumPolicy>" in text
     assert "${hadoop.version}" in text and "${aws.sdk.version}" in text
+    assert "${spark.version}" in text and "${scala.binary.version}" in text
     assert not re.search(r"<version>\d", text.split("<dependencies>")[1]), "versions are ARGs"
 
 
@@ -85,6 +86,8 @@ def maven(tmp_path):
                 checksums)
         publish(fake, "software.amazon.awssdk", "bundle", args["AWS_SDK_VERSION"], b"bundle",
                 checksums)
+        publish(fake, "org.apache.spark", f"spark-hadoop-cloud_{args['SCALA_BINARY_VERSION']}",
+                args["SPARK_VERSION"], b"spark-hadoop-cloud", checksums)
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)
         shutil.copy(POM, work / "pom.xml")
@@ -108,12 +111,13 @@ def maven(tmp_path):
     return run
 
 
-def test_the_descriptor_brings_exactly_the_two_jars(maven):
+def test_the_descriptor_brings_exactly_the_three_jars(maven):
     result, out = maven({"sha512": None, "sha1": None})
     assert result.returncode == 0, result.stdout[-4000:]
     args = spark_args()
     assert sorted(p.name for p in out.iterdir()) == sorted([
-        f"bundle-{args['AWS_SDK_VERSION']}.jar", f"hadoop-aws-{args['HADOOP_VERSION']}.jar"])
+        f"bundle-{args['AWS_SDK_VERSION']}.jar", f"hadoop-aws-{args['HADOOP_VERSION']}.jar",
+        f"spark-hadoop-cloud_{args['SCALA_BINARY_VERSION']}-{args['SPARK_VERSION']}.jar"])
 
 
 def test_a_wrong_checksum_stops_the_build(maven):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import jsonschema
 import pytest
@@ -150,6 +151,19 @@ def test_s3a_and_spark_settings(settings, ctx):
     )
     assert conf["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
     assert all(isinstance(value, str) for value in conf.values())
+
+
+def test_an_s3a_lake_gets_the_s3a_committers_and_a_local_one_does_not(settings, ctx):
+    assert ctx.lake_root.startswith("s3a://")
+    conf = sa.build_spark_application(STEPS["clean"], ctx, settings)["spec"]["sparkConf"]
+    assert conf["spark.sql.sources.commitProtocolClass"] == (
+        "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol")
+    assert conf["spark.sql.parquet.output.committer.class"] == (
+        "org.apache.spark.internal.io.cloud.BindingParquetOutputCommitter")
+    assert conf["spark.hadoop.fs.s3a.committer.name"] == "magic"
+    local = dataclasses.replace(ctx, lake_root="/data/lake")
+    conf = sa.build_spark_application(STEPS["clean"], local, settings)["spec"]["sparkConf"]
+    assert not any("committer" in key or "commitProtocol" in key for key in conf)
 
 
 def test_driver_and_executors_get_the_jobs_jvm_options(settings, ctx):

@@ -190,3 +190,28 @@ def test_two_cleaning_runs_at_once_both_land_in_the_state(spark, lake, monkeypat
     assert results["A"]["changed_dates"] == [D1] and results["B"]["changed_dates"] == [D2]
     assert sorted(storage.read_json(lake.manifest)) == [f"{D1}.txt", f"{D2}.txt"]
     assert sorted(storage.read_json(lake.clean_days)) == [D1, D2]
+
+
+@pytest.mark.parametrize("object_store", [False, True], ids=["local", "s3-style"])
+def test_write_days_replaces_exactly_its_days_both_ways(spark, lake, monkeypatch, object_store):
+    """On S3 write_days deletes the days it replaces and appends (no dynamic overwrite with the
+    S3A committers); the result must be the local way's: days replaced, others untouched."""
+    import datetime as dt
+
+    from pyspark.sql import types as T
+
+    from spark_jobs import datasets
+
+    monkeypatch.setattr(storage, "is_object_store", lambda path: object_store)
+    days = {1: D1, 2: D2, 3: "2018-04-03"}
+    schema = T.StructType([T.StructField("transaction_id", T.LongType()),
+                           T.StructField("tx_date", T.DateType())])
+
+    def frame(ids):
+        return spark.createDataFrame([(i, dt.date.fromisoformat(days[i])) for i in ids], schema)
+    datasets.write_days(frame([1, 2, 3]), lake.clean, [D1, D2, "2018-04-03"],
+                        {D1, D2, "2018-04-03"})
+    datasets.write_days(frame([2]), lake.clean, [D1, D2], {D2})  # D1 lost its rows
+    datasets.write_days(frame([2]), lake.clean, [D2], {D2})  # a re-run
+    got = pd.read_parquet(lake.clean)
+    assert sorted(got["transaction_id"]) == [2, 3]

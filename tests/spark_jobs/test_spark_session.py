@@ -52,3 +52,13 @@ def test_who_chose_the_master(monkeypatch):
     monkeypatch.delenv("PYSPARK_SUBMIT_ARGS")
     monkeypatch.setenv("PYSPARK_GATEWAY_PORT", "40000")  # started by spark-submit
     assert spark_session.launcher_sets_master()
+
+
+def test_only_an_s3a_lake_gets_the_s3a_committers():
+    on_s3 = spark_session.session_settings("s3a://fraudops-lake/lake")
+    assert on_s3["spark.sql.sources.commitProtocolClass"] == (
+        "org.apache.spark.internal.io.cloud.PathOutputCommitProtocol")
+    assert on_s3["spark.hadoop.fs.s3a.committer.name"] == "magic"
+    local = spark_session.session_settings("/data/lake")
+    assert "spark.sql.sources.commitProtocolClass" not in local
+    assert local["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
