@@ -6,8 +6,9 @@ Only raw files that the manifest does not know (by name, size, mtime, then MD5) 
 line is parsed with an explicit schema and either becomes a clean row or a quarantined row with
 the first rule it breaks. Days are written with dynamic partition overwrite, so a re-run or a
 changed file replaces its day. The run checks that every line that entered was written to one
-side or the other, writes a summary (`has_new_rows` tells the orchestrator whether to go on) and
-only then records the files in the manifest.
+side or the other, records the files in the manifest and only then writes its summary
+(`has_new_rows` tells the orchestrator whether to go on), the record that the run finished: a
+re-run with the same run id returns it (docs/data.md, "Retries, crashes and overlaps").
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, lease, rawfiles, storage
+from fraudops.core import cli, faults, lease, rawfiles, storage
 from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
 from fraudops.core.rawformat import (
@@ -391,7 +392,9 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         *[F.col(f.name) for f in CLEAN_SCHEMA.fields]
     )
     log.info("writing clean days %s", cli.span(sorted(clean_days)))
+    faults.point("clean.before_writes")
     write_days(clean_rows, lake.clean, days, clean_days)
+    faults.point("clean.between_clean_and_quarantine")
     rejected = classified.where(F.col("reason").isNotNull()).select(
         F.concat(F.col(PARTITION_COLUMN).cast("string"), F.lit(RAW_SUFFIX)).alias("source_file"),
         "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN,
@@ -403,6 +406,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
 
     verify_accounting(spark, lake, files, per_file, days)
     storage.write_json(lake.clean_days, day_stats)
+    faults.point("clean.after_clean_days")
     return per_file
 
 
@@ -492,6 +496,7 @@ def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
     assert summary["rows_in"] == summary["rows_clean"] + summary["rows_quarantined"]
     held.check()
     rawfiles.save_manifest(lake, manifest)  # a run that dies before this leaves files to redo
+    faults.point("clean.after_manifest")
     storage.write_json(lake.run_summary("clean", run_id), summary)  # the run's record: last
     return summary
 

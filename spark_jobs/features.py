@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, lease, storage
+from fraudops.core import cli, faults, lease, storage
 from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, Lake, shift
 from fraudops.core.rawformat import DAY_SECONDS
@@ -313,6 +313,7 @@ def save_sums(lake: Lake, mart: Mart, sums: DataFrame | None, day: str | None,
     storage.write_json(lake.window_sums_index(mart.name), {"days": days})
     if sums is not None:
         sums.coalesce(1).write.mode("overwrite").parquet(lake.window_sums(mart.name, day))
+        faults.point(f"features.after_{mart.name}_sums")
         days = sorted({*days, day})
         storage.write_json(lake.window_sums_index(mart.name), {"days": days})
     for old in set(current) - set(days):
@@ -369,6 +370,7 @@ def run(spark: SparkSession, lake: Lake, changed: list[str], run_id: str | None 
                      cli.span(sorted(set(owed) - set(changed))))
         todo = sorted(set(changed) | set(owed))
         summary = _run(spark, lake, todo)
+        faults.point("features.after_marts")
         held.check()
         pending_work.remove_features_days(lake, todo)
         return summary
@@ -379,6 +381,7 @@ def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     days = days_to_recompute(changed, available)
     deleted = sorted(set(changed) - set(available))  # days whose rows were all quarantined
     forget_changed_sums(lake, changed)
+    faults.point("features.before_writes")
     daily = bool(days) and not deleted and can_step_daily(lake, days, available)
     summary = {"days": days, "deleted_days": deleted, "daily_step": daily}
     if deleted:
