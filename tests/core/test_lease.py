@@ -87,3 +87,26 @@ def test_a_holder_renews_its_lease_and_notices_losing_it(tmp_path):
         with pytest.raises(lease.LeaseLost):
             held.check()
     assert os.path.exists(lake.lease)  # the other run's lease is left alone
+
+
+def test_on_s3_the_lease_is_a_conditional_create(s3_server, monkeypatch):
+    """On an s3a:// lake the lease is a PUT with If-None-Match: * (moto's S3 here)."""
+    from fraudops.core import storage
+    from tests import servers
+
+    for name, value in {**servers.S3_KEYS, "FRAUDOPS_S3_ENDPOINT": s3_server,
+                        "AWS_REGION": servers.S3_REGION}.items():
+        monkeypatch.setenv(name, value)
+    storage._s3.cache_clear()
+    lake = Lake(f"s3a://{servers.ARTIFACTS_BUCKET}/lease-test")
+    try:
+        assert storage.create_exclusive(lake.path("_state", "probe"), b"1")
+        assert not storage.create_exclusive(lake.path("_state", "probe"), b"2")
+        assert storage.read_bytes(lake.path("_state", "probe")) == b"1"
+        with lease.held(lake, "clean", "r1", wait=0.5) as held:
+            with pytest.raises(lease.LeaseBusy, match="clean of run r1"):
+                lease.Lease(lake, "features", "r2").acquire(wait=0.5)
+            held.check()
+        assert not storage.exists(lake.lease)
+    finally:
+        storage._s3.cache_clear()
