@@ -20,7 +20,7 @@ import mlflow
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, storage
+from fraudops.core import cli, laps, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.model import drift, families, loading, registry, tracking
 from fraudops.model.splits import Period, first_full_day, warmed_up
@@ -84,7 +84,9 @@ def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
     if version is None:
         raise SystemExit(f"no model has the alias @{registry.CHAMPION} yet: nothing can score "
                          f"{day}; the first model that passes the gates becomes champion")
+    laps.lap("resolve alias")
     model = loading.load_version(version)
+    laps.lap("load model")
     inputs = labeled_features(spark, lake, day, day).select(
         *KEYS, "customer_id", "terminal_id", "tx_datetime", *families.INPUT_COLUMNS
     )
@@ -109,6 +111,7 @@ def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
     )
     write_days(alerts, lake.alerts, [day], {day} if n_rows else set())
     scores.unpersist()
+    laps.lap("score and write")
 
     psi = {}
     reference = drift_reference(lake, champion_training_window(version))
@@ -121,9 +124,10 @@ def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
             psi = feature_drift(spark, lake, reference, inputs)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
+    laps.lap("drift")
     return {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,
             "top_k": top_k, "psi": psi, "drift_alerts": sorted(
-                k for k, v in psi.items() if v > drift.PSI_ALERT)}
+                k for k, v in psi.items() if v > drift.PSI_ALERT), "seconds": laps.laps()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -134,7 +138,10 @@ def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("score"), Lake.from_env(args.lake_root), args.date.isoformat(),
+    laps.lap("start (python, imports)")
+    spark = get_spark("score")
+    laps.lap("spark session")
+    summary = run(spark, Lake.from_env(args.lake_root), args.date.isoformat(),
                   cli.run_id(args.run_id), args.top_k)
     print(json.dumps({k: summary[k] for k in ("date", "model_version", "rows", "drift_alerts")}))
     return summary
