@@ -53,11 +53,25 @@ def drift_reference(lake: Lake, window: tuple[str, str] | None) -> Period | None
                      first_full_day(days[0], LOOKBACK_DAYS) if days else None)
 
 
-def feature_drift(spark, lake: Lake, reference: Period, current) -> dict[str, float]:
-    """PSI of each drift feature: ``current`` rows against the reference window's."""
-    rows = labeled_features(spark, lake, reference.start, reference.end)
-    return drift.psi_by_feature(rows.select(*DRIFT_FEATURES), current.select(*DRIFT_FEATURES),
-                                DRIFT_FEATURES)
+def feature_drift(spark, lake: Lake, reference: Period, current,
+                  version: str | None = None) -> dict[str, float]:
+    """PSI of each drift feature: ``current`` rows against the reference window's.
+
+    With a model ``version``, the reference's bins are kept in the lake (a few numbers per
+    feature) and read back on later days: the same champion's window is not read and binned
+    again every day.
+    """
+    path = lake.path("_state", "drift_reference", f"v{version}.json") if version else None
+    key = {"start": reference.start, "end": reference.end, "features": DRIFT_FEATURES}
+    stored = storage.read_json(path) if path else None
+    if stored and stored.get("key") == key:
+        bins = stored["bins"]
+    else:
+        rows = labeled_features(spark, lake, reference.start, reference.end)
+        bins = drift.reference_bins(rows.select(*DRIFT_FEATURES), DRIFT_FEATURES)
+        if path:
+            storage.write_json(path, {"key": key, "bins": bins})
+    return drift.psi_against(bins, current.select(*DRIFT_FEATURES))
 
 
 def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
@@ -121,7 +135,7 @@ def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
         if reference is not None and n_rows:
             mlflow.log_params({"drift_reference_start": reference.start,
                                "drift_reference_end": reference.end})
-            psi = feature_drift(spark, lake, reference, inputs)
+            psi = feature_drift(spark, lake, reference, inputs, version)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
     laps.lap("drift")

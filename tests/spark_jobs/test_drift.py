@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fraudops.core import storage
 from fraudops.core.lake import Lake, shift
 from fraudops.model import drift
 from fraudops.model.splits import Period
@@ -74,3 +75,18 @@ def test_a_change_of_the_world_raises_the_alert(spark, changed):
     psi = psi_today(spark, changed, CALENDAR_WINDOW)
     assert max(psi.values()) > drift.PSI_ALERT, psi
     assert psi["customer_id_nb_tx_7day_window"] > drift.PSI_ALERT
+
+
+def test_the_reference_is_kept_per_champion_and_read_back(spark, steady):
+    reference = score.drift_reference(steady, CALENDAR_WINDOW)
+    today = labeled_features(spark, steady, TODAY, TODAY)
+    first = score.feature_drift(spark, steady, reference, today, "7")
+    assert score.feature_drift(spark, steady, reference, today) == first  # computed afresh
+    path = steady.path("_state", "drift_reference", "v7.json")
+    stored = storage.read_json(path)
+    stored["bins"]["counts"] = {f: [1.0] * len(c) for f, c in stored["bins"]["counts"].items()}
+    storage.write_json(path, stored)
+    assert score.feature_drift(spark, steady, reference, today, "7") != first  # read back
+    other = score.drift_reference(steady, (shift(FIRST, 40), shift(FIRST, 60)))
+    assert score.feature_drift(spark, steady, other, today, "7") != score.feature_drift(
+        spark, steady, reference, today, "7")  # another window is binned again
