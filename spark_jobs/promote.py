@@ -81,6 +81,7 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     champion_before = loading.alias_version(registry.CHAMPION)
     champion = None if champion_before == challenger else champion_before
     test = trained["split"]["test"]
+    laps.lap("mlflow set-up, aliases")
     log.info("challenger v%s vs champion %s on %s..%s", challenger,
              f"v{champion}" if champion else "(none)", test["start"], test["end"])
     challenger_scored, champion_scored = paired_scores(spark, lake, test, challenger, champion)
