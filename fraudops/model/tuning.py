@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from fraudops.model import tracking
 from fraudops.model.profile import Profile
@@ -96,10 +97,16 @@ def champion_ap_drop(client: MlflowClient, as_of: str) -> tuple[float, str] | No
     if latest is None:
         return None
     version = latest.data.params.get("champion_version")
+    if not version or version == "None":
+        return None
     try:
         trained = client.get_run(client.get_model_version(tracking.MODEL_NAME, version).run_id)
-        own = trained.data.metrics["test_average_precision"]
-    except Exception:  # noqa: BLE001 - an older or foreign version: no reference AP
+    except MlflowException as exc:  # a version deleted since: no reference AP
+        if tracking.is_absent(exc):
+            return None
+        raise  # an outage is not an answer (fail closed)
+    own = trained.data.metrics.get("test_average_precision")
+    if own is None:
         return None
     now = latest.data.metrics["champion_average_precision"]
     return (1 - now / own if own > 0 else 0.0), latest.data.tags[tracking.TAG_AS_OF]
