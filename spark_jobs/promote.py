@@ -22,7 +22,7 @@ import logging
 
 import mlflow
 
-from fraudops.core import cli, storage
+from fraudops.core import cli, laps, storage
 from fraudops.core.lake import Lake
 from fraudops.model import evaluation, loading, metrics, registry, tracking
 from spark_jobs.features import labeled_features
@@ -36,10 +36,16 @@ SUMMARY_ARTIFACT = "promote_summary.json"
 
 def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str | None):
     data = labeled_features(spark, lake, test["start"], test["end"]).persist()
-    challenger_scored = evaluation.score_frame(loading.load_version(challenger), data)
+    challenger_model = loading.load_version(challenger)
+    laps.lap("load challenger")
+    challenger_scored = evaluation.score_frame(challenger_model, data)
+    laps.lap("score challenger")
     champion_scored = None
     if champion is not None:
-        champion_scored = evaluation.score_frame(loading.load_version(champion), data)
+        champion_model = loading.load_version(champion)
+        laps.lap("load champion")
+        champion_scored = evaluation.score_frame(champion_model, data)
+        laps.lap("score champion")
         if not champion_scored["transaction_id"].equals(challenger_scored["transaction_id"]):
             raise RuntimeError("champion and challenger were not scored on the same rows")
     data.unpersist()
@@ -75,6 +81,7 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     champion_before = loading.alias_version(registry.CHAMPION)
     champion = None if champion_before == challenger else champion_before
     test = trained["split"]["test"]
+    laps.lap("mlflow set-up, aliases")
     log.info("challenger v%s vs champion %s on %s..%s", challenger,
              f"v{champion}" if champion else "(none)", test["start"], test["end"])
     challenger_scored, champion_scored = paired_scores(spark, lake, test, challenger, champion)
@@ -92,6 +99,7 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
             n_resamples=resamples,
             seed=0,
         )
+    laps.lap("metrics and bootstrap")
     decision = registry.decide(challenger_metrics, champion_metrics, interval, gates, policy)
     champion_after = challenger if decision.promote else champion_before
     summary = {
@@ -123,6 +131,7 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
                                           run_id, champion_before, active.info.run_id)
         registry.apply_record(client, tracking.MODEL_NAME, record)
         mlflow.set_tags(decision_tags(record))
+    laps.lap("record decision")
     return summary
 
 
@@ -165,7 +174,10 @@ def main(argv: list[str] | None = None) -> dict:
     gates = registry.Gates(**{f: getattr(args, f) for f in defaults.__dict__})
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("promote"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
+    laps.lap("start (python, imports)")
+    spark = get_spark("promote")
+    laps.lap("spark session")
+    summary = run(spark, Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), gates, args.policy, args.resamples)
     print(json.dumps({k: summary[k] for k in ("decision", "reason", "champion_version")}))
     return summary

@@ -6,8 +6,9 @@ Loads the version that `models:/<name>@champion` points at (resolved once, so th
 scored by one version even if the alias moves meanwhile), joins the day's transactions with
 both marts exactly as training did, and writes scores/ (probability, rank, model version) and
 alerts/ (the k cards with the highest risk). Feature drift against the champion's training
-window is logged as PSI metrics, with a warning above 0.2. A retry with the same --run-id after
-success returns the summary it wrote; after a crash it rewrites the day's folders whole.
+window (its warm-up days left out, see fraudops.model.splits) is logged as PSI metrics, with a
+warning above 0.2. A retry with the same --run-id after success returns the summary it wrote;
+after a crash it rewrites the day's folders whole.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import mlflow
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, storage
+from fraudops.core import cli, laps, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.model import drift, families, loading, registry, tracking
-from spark_jobs.datasets import write_days
-from spark_jobs.features import labeled_features
+from fraudops.model.splits import Period, first_full_day, warmed_up
+from spark_jobs.datasets import clean_days, write_days
+from spark_jobs.features import LOOKBACK_DAYS, labeled_features
 from spark_jobs.schema import KEYS, WEEKEND_FLAG
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,37 @@ def champion_training_window(version: str) -> tuple[str, str] | None:
     if "train_start" in params:
         return params["train_start"], params["train_end"]
     return None
+
+
+def drift_reference(lake: Lake, window: tuple[str, str] | None) -> Period | None:
+    """The champion's training window without its warm-up days (a model trained before they
+    were left out may have logged them), or None when nothing of it is left."""
+    if window is None:
+        return None
+    days = clean_days(lake)
+    return warmed_up(Period(*window),
+                     first_full_day(days[0], LOOKBACK_DAYS) if days else None)
+
+
+def feature_drift(spark, lake: Lake, reference: Period, current,
+                  version: str | None = None) -> dict[str, float]:
+    """PSI of each drift feature: ``current`` rows against the reference window's.
+
+    With a model ``version``, the reference's bins are kept in the lake (a few numbers per
+    feature) and read back on later days: the same champion's window is not read and binned
+    again every day.
+    """
+    path = lake.path("_state", "drift_reference", f"v{version}.json") if version else None
+    key = {"start": reference.start, "end": reference.end, "features": DRIFT_FEATURES}
+    stored = storage.read_json(path) if path else None
+    if stored and stored.get("key") == key:
+        bins = stored["bins"]
+    else:
+        rows = labeled_features(spark, lake, reference.start, reference.end)
+        bins = drift.reference_bins(rows.select(*DRIFT_FEATURES), DRIFT_FEATURES)
+        if path:
+            storage.write_json(path, {"key": key, "bins": bins})
+    return drift.psi_against(bins, current.select(*DRIFT_FEATURES))
 
 
 def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
@@ -65,7 +98,9 @@ def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
     if version is None:
         raise SystemExit(f"no model has the alias @{registry.CHAMPION} yet: nothing can score "
                          f"{day}; the first model that passes the gates becomes champion")
+    laps.lap("resolve alias")
     model = loading.load_version(version)
+    laps.lap("load model")
     inputs = labeled_features(spark, lake, day, day).select(
         *KEYS, "customer_id", "terminal_id", "tx_datetime", *families.INPUT_COLUMNS
     )
@@ -90,20 +125,23 @@ def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
     )
     write_days(alerts, lake.alerts, [day], {day} if n_rows else set())
     scores.unpersist()
+    laps.lap("score and write")
 
     psi = {}
-    window = champion_training_window(version)
+    reference = drift_reference(lake, champion_training_window(version))
     with tracking.start_step_run("score", run_id, f"score {day}",
                                  {tracking.TAG_AS_OF: day, "fraudops.model_version": version}):
         mlflow.log_metric("scored_rows", n_rows)
-        if window and n_rows:
-            reference = labeled_features(spark, lake, *window).select(*DRIFT_FEATURES)
-            psi = drift.psi_by_feature(reference, inputs.select(*DRIFT_FEATURES), DRIFT_FEATURES)
+        if reference is not None and n_rows:
+            mlflow.log_params({"drift_reference_start": reference.start,
+                               "drift_reference_end": reference.end})
+            psi = feature_drift(spark, lake, reference, inputs, version)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
+    laps.lap("drift")
     return {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,
             "top_k": top_k, "psi": psi, "drift_alerts": sorted(
-                k for k, v in psi.items() if v > drift.PSI_ALERT)}
+                k for k, v in psi.items() if v > drift.PSI_ALERT), "seconds": laps.laps()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -114,7 +152,10 @@ def main(argv: list[str] | None = None) -> dict:
     cli.setup_logging()
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("score"), Lake.from_env(args.lake_root), args.date.isoformat(),
+    laps.lap("start (python, imports)")
+    spark = get_spark("score")
+    laps.lap("spark session")
+    summary = run(spark, Lake.from_env(args.lake_root), args.date.isoformat(),
                   cli.run_id(args.run_id), args.top_k)
     print(json.dumps({k: summary[k] for k in ("date", "model_version", "rows", "drift_alerts")}))
     return summary

@@ -1,15 +1,22 @@
-"""Training job: a challenger chosen by prequential validation, evaluated on the latest week.
+"""Training job: a challenger fitted on the latest window, evaluated on the latest week.
 
-    python -m spark_jobs.train --as-of 2018-05-10
+    python -m spark_jobs.train --as-of 2018-05-10            # tunes or refits (auto)
+    python -m spark_jobs.train --as-of 2018-05-10 --tune     # grid search now
 
-The window ending on --as-of is split by time, never at random: --train-days of training, a
---delay-days gap (labels there would not be known yet in real life), then --test-days of test.
-Each candidate (gradient-boosted trees and random forests, class-weighted) is scored on the
-prequential folds inside the training window and logged as a nested MLflow run; the best one is
-refitted on the whole training window, evaluated on the test window, logged with its inputs,
-plots and pinned requirements, and registered as a new version of the model, tagged with the
-run id. promote decides whether it becomes the champion. A retry with the same --run-id finds
-that version by its tag and returns it: one run id, one version (docs/failure-modes.md).
+The production profile (fraudops/model/profile.yaml, logged with every run) sets the windows,
+the grid and when to tune. The window ending on --as-of is split by time, never at random:
+--train-days of training, a --delay-days gap (labels there would not be known yet in real
+life), then --test-days of test; warm-up days (feature windows that reach before the lake's first
+day) are left out of training. Then one of two paths (fraudops.model.tuning decides which):
+
+- tune: each candidate of the grid is scored on the prequential folds inside the training window
+  (a nested MLflow run each); the best one's configuration is recorded on the run;
+- refit: the configuration of the latest tuning is fitted once on the fresh window.
+
+The model is evaluated on the test window, logged with its inputs, plots and pinned
+requirements, and registered as a new version tagged with the run id. promote decides whether
+it becomes the champion. A retry with the same --run-id finds that version by its tag and returns
+it: one run id, one version (docs/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -26,11 +33,20 @@ from pyspark.sql import functions as F
 
 from fraudops.core import cli, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
-from fraudops.model import evaluation, families, tracking
+from fraudops.model import evaluation, families, tracking, tuning
 from fraudops.model.families import LABEL, Candidate
+from fraudops.model.profile import PRODUCTION, Profile
 from fraudops.model.registry import PRIMARY
-from fraudops.model.splits import Period, Split, prequential_folds, split_ending
-from spark_jobs.features import labeled_features
+from fraudops.model.splits import (
+    Period,
+    Split,
+    first_full_day,
+    prequential_folds,
+    split_ending,
+    warmed_up,
+)
+from spark_jobs.datasets import clean_days
+from spark_jobs.features import LOOKBACK_DAYS, labeled_features
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +56,21 @@ SUMMARY_ARTIFACT = "train_summary.json"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    train_days: int = 21
-    delay_days: int = 7
-    test_days: int = 7
-    folds: int = 2
-    fold_train_days: int = 7
-    fold_assess_days: int = 3
-    grid: str = "default"  # default | small
-    seed: int = 42
+    """The profile's settings, each overridable on the command line (logged as config_*)."""
 
-    def grids(self) -> dict:
-        return families.SMALL_GRIDS if self.grid == "small" else families.GRIDS
+    train_days: int = PRODUCTION.train_days
+    delay_days: int = PRODUCTION.delay_days
+    test_days: int = PRODUCTION.test_days
+    folds: int = PRODUCTION.folds
+    fold_train_days: int = PRODUCTION.fold_train_days
+    fold_assess_days: int = PRODUCTION.fold_assess_days
+    grid: str = "default"  # default (the profile's) | small
+    seed: int = PRODUCTION.seed
+    path: str = tuning.AUTO  # auto | tune | refit
+    tune_every_days: int = PRODUCTION.tune_every_days
+
+    def grids(self, profile: Profile = PRODUCTION) -> dict:
+        return families.SMALL_GRIDS if self.grid == "small" else profile.grid
 
 
 def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
@@ -129,7 +149,26 @@ def log_window(lake: Lake, name: str, period: Period, df: DataFrame, context: st
     return stats
 
 
-def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig) -> dict:
+def training_split(lake: Lake, as_of: str, cfg: TrainConfig) -> tuple[Split, Period]:
+    """The split ending on ``as_of`` with the warm-up days cut off its training window; and the
+    training window as the calendar gives it."""
+    split = split_ending(as_of, cfg.train_days, cfg.delay_days, cfg.test_days)
+    days = clean_days(lake)
+    first_full = first_full_day(days[0], LOOKBACK_DAYS) if days else None
+    train_period = warmed_up(split.train, first_full)
+    if train_period is None:
+        raise SystemExit(
+            f"no training day as of {as_of}: the window {split.train.start}..{split.train.end} "
+            f"lies in the warm-up (features are complete from {first_full}, {LOOKBACK_DAYS} days "
+            f"after the lake's first day {days[0]})")
+    if train_period != split.train:
+        log.info("warm-up: training from %s, not %s (feature windows before %s reach before the "
+                 "lake's first day)", train_period.start, split.train.start, first_full)
+    return Split(train_period, split.delay, split.test), split.train
+
+
+def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig,
+        profile: Profile = PRODUCTION) -> dict:
     """Train and register a challenger, once per run id: a retry returns the version the run
     registered (found by its tag) instead of registering another."""
     with tracking.fail_closed(f"training for run {run_id}"):
@@ -138,7 +177,7 @@ def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConf
         if registered is not None:
             summary = recover(lake, as_of, run_id, registered)
         else:
-            summary = train(spark, lake, as_of, run_id, cfg)
+            summary = train(spark, lake, as_of, run_id, cfg, profile)
     if storage.read_json(lake.run_summary("train", run_id)) != summary:
         storage.write_json(lake.run_summary("train", run_id), summary)
     metrics = summary["test_metrics"]
@@ -181,10 +220,15 @@ def recover(lake: Lake, as_of: str, run_id: str, registered) -> dict:
     return summary
 
 
-def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig) -> dict:
-    split = split_ending(as_of, cfg.train_days, cfg.delay_days, cfg.test_days)
-    folds = prequential_folds(split.train, cfg.folds, cfg.fold_train_days, cfg.delay_days,
-                              cfg.fold_assess_days)
+def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig,
+          profile: Profile = PRODUCTION) -> dict:
+    split, calendar_train = training_split(lake, as_of, cfg)
+    choice = tuning.choose(mlflow.MlflowClient(), cfg.path, as_of, profile, cfg.tune_every_days)
+    log.info("training path: %s (%s)", choice.path, choice.reason)
+    folds = []
+    if choice.path == tuning.TUNE:
+        folds = prequential_folds(split.train, cfg.folds, cfg.fold_train_days, cfg.delay_days,
+                                  cfg.fold_assess_days)
     log.info("split %s; %d prequential fold(s)", json.dumps(split.as_dict()), len(folds))
     train_df = window_data(spark, lake, split.train).persist()
     test_df = window_data(spark, lake, split.test).persist()
@@ -192,23 +236,36 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
     tracking.end_abandoned_runs("train", run_id)
     with mlflow.start_run(run_name=f"train {as_of}") as parent:
         mlflow.set_tags({tracking.TAG_STEP: "train", tracking.TAG_PIPELINE_RUN: run_id,
-                         tracking.TAG_AS_OF: as_of})
+                         tracking.TAG_AS_OF: as_of, tuning.TAG_PATH: choice.path,
+                         tuning.TAG_REASON: choice.reason[:500]})
         mlflow.log_params({**{f"config_{k}": v for k, v in cfg.__dict__.items()},
+                           "profile_version": profile.version, "profile_digest": profile.digest,
                            "train_start": split.train.start, "train_end": split.train.end,
+                           "train_calendar_start": calendar_train.start,
                            "test_start": split.test.start, "test_end": split.test.end,
                            "primary_metric": PRIMARY})
+        mlflow.log_text(profile.text, "profile.yaml")
         train_stats = log_window(lake, "train", split.train, train_df, "training")
         test_stats = log_window(lake, "test", split.test, test_df, "testing")
         if train_stats["frauds"] == 0 or test_stats["rows"] == 0:
             raise SystemExit(f"not enough data to train as of {as_of}: train={train_stats}, "
                              f"test={test_stats}; run clean and features first")
 
-        best, validation = select(families.candidates(cfg.grids()), train_df, folds, cfg.seed)
-        log.info("best candidate %s; refitting on %s..%s", best.name, split.train.start,
-                 split.train.end)
+        if choice.path == tuning.TUNE:
+            best, validation = select(families.candidates(cfg.grids(profile)), train_df, folds,
+                                      cfg.seed)
+            config = tuning.TunedConfig(best.family, best.params, as_of, profile.version)
+            mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
+            log.info("best candidate %s; refitting on %s..%s", best.name, split.train.start,
+                     split.train.end)
+        else:
+            config, validation = choice.config, {}
+            best = Candidate(config.family, config.params)
+            log.info("refitting %s (tuned on %s) on %s..%s", best.name, config.tuned_on,
+                     split.train.start, split.train.end)
+        mlflow.set_tags(config.tags())
         mlflow.log_params({"best_family": best.family,
                            **{f"best_{k}": v for k, v in best.params.items()}})
-        mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
         model = fit(best, train_df, cfg.seed)
         scored = evaluation.score_frame(model, test_df)
         metrics = evaluation.metrics_of(scored)
@@ -223,11 +280,16 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
             "split": split.as_dict(), "model_name": tracking.MODEL_NAME,
             "best": best.name, "test_metrics": metrics,
             "validation_metrics": validation, "train": train_stats, "test": test_stats,
+            "path": choice.path, "path_reason": choice.reason,
+            "config": {"family": config.family, "params": config.params,
+                       "tuned_on": config.tuned_on},
+            "profile": {"version": profile.version, "digest": profile.digest},
         }
         summary = json.loads(json.dumps(summary, default=str))  # as a retry reads it back
         tracking.log_json(summary, SUMMARY_ARTIFACT)
         # Last: once the version exists, a retry returns it (registered_version, recover).
-        summary["model_version"] = register(logged, run_id)
+        summary["model_version"] = register(logged, run_id, {**config.tags(),
+                                                             tuning.TAG_PATH: choice.path})
     train_df.unpersist()
     test_df.unpersist()
     return summary
@@ -250,10 +312,11 @@ def log_model(model, test_df: DataFrame):
     )
 
 
-def register(logged, run_id: str) -> str:
-    """A new version of the model, created with the run id's tag in the same request."""
+def register(logged, run_id: str, tags: dict[str, str] | None = None) -> str:
+    """A new version of the model, created with the run id's tag (and ``tags``: the training
+    path and configuration) in the same request."""
     version = mlflow.register_model(logged.model_uri, tracking.MODEL_NAME,
-                                    tags={tracking.TAG_PIPELINE_RUN: run_id})
+                                    tags={**(tags or {}), tracking.TAG_PIPELINE_RUN: run_id})
     return str(version.version)
 
 
@@ -270,17 +333,26 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fold-train-days", type=int, default=defaults.fold_train_days)
     parser.add_argument("--fold-assess-days", type=int, default=defaults.fold_assess_days)
     parser.add_argument("--grid", choices=["default", "small"], default=defaults.grid,
-                        help="hyperparameter grid (small: one candidate per family)")
+                        help="hyperparameter grid when tuning (default: the profile's; small: "
+                        "one candidate per family)")
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    path = parser.add_mutually_exclusive_group()
+    path.add_argument("--path", choices=tuning.PATHS, default=defaults.path,
+                      help="auto: tune when the profile's rules say so, else refit")
+    path.add_argument("--tune", dest="path", action="store_const", const=tuning.TUNE,
+                      help="tune now (same as --path tune)")
+    parser.add_argument("--tune-every-days", type=int, default=defaults.tune_every_days,
+                        help="tune when the last tuning is this many days old")
     args = parser.parse_args(argv)
     cli.setup_logging()
     cfg = TrainConfig(args.train_days, args.delay_days, args.test_days, args.folds,
-                      args.fold_train_days, args.fold_assess_days, args.grid, args.seed)
+                      args.fold_train_days, args.fold_assess_days, args.grid, args.seed,
+                      args.path, args.tune_every_days)
     from spark_jobs.session import get_spark
 
     summary = run(get_spark("train"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), cfg)
-    print(json.dumps({k: summary[k] for k in ("model_version", "best", "test_metrics")}))
+    print(json.dumps({k: summary[k] for k in ("model_version", "path", "best", "test_metrics")}))
     return summary
 
 

@@ -39,7 +39,7 @@ def date_arg(value: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {value!r}") from exc
 
 
-OUR_LOGGERS = ("fraudops", "spark_jobs", "benchmarks")
+OUR_LOGGERS = ("fraudops", "spark_jobs", "benchmarks", "__main__")  # __main__: a job run with -m
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 

@@ -2,6 +2,8 @@
 
 Bin edges are deciles of the reference window (one approxQuantile pass for all features);
 both windows are then counted per bin in one aggregation each. Only the counts reach the driver.
+A reference (edges and counts) is a small dict, so a daily job can keep it and only count the
+day's rows.
 """
 
 from __future__ import annotations
@@ -37,14 +39,26 @@ def psi_from_counts(expected: np.ndarray, actual: np.ndarray) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def psi_by_feature(reference: DataFrame, current: DataFrame, features: list[str],
-                   bins: int = 10) -> dict[str, float]:
+def reference_bins(reference: DataFrame, features: list[str], bins: int = 10) -> dict:
+    """{"edges": {feature: cuts}, "counts": {feature: counts per bin}} of the reference rows."""
     probabilities = [i / bins for i in range(1, bins)]
     quantiles = reference.approxQuantile(features, probabilities, 0.001)
     edges = {f: sorted(set(q)) for f, q in zip(features, quantiles)}
-    ref_counts, cur_counts = _bin_counts(reference, edges), _bin_counts(current, edges)
-    psi = {f: psi_from_counts(ref_counts[f], cur_counts[f]) for f in features}
+    counts = _bin_counts(reference, edges)
+    return {"edges": edges, "counts": {f: c.tolist() for f, c in counts.items()}}
+
+
+def psi_against(reference: dict, current: DataFrame) -> dict[str, float]:
+    """PSI of each feature of a reference_bins() result: the current rows against it."""
+    cur_counts = _bin_counts(current, reference["edges"])
+    psi = {f: psi_from_counts(np.array(reference["counts"][f], dtype=float), cur_counts[f])
+           for f in reference["edges"]}
     for feature, value in psi.items():
         if value > PSI_ALERT:
             log.warning("drift: PSI of %s is %.3f (> %.1f)", feature, value, PSI_ALERT)
     return psi
+
+
+def psi_by_feature(reference: DataFrame, current: DataFrame, features: list[str],
+                   bins: int = 10) -> dict[str, float]:
+    return psi_against(reference_bins(reference, features, bins), current)

@@ -64,14 +64,8 @@ class Candidate:
         return self.family + "(" + ", ".join(f"{k}={v}" for k, v in self.params.items()) + ")"
 
 
-# The daily grid keeps Spark's 32 bins per feature and shallow models. On the handbook's data
-# 128 bins and a deep forest validate better (benchmarks/quality.py), but on the small demo lake
-# the 128-bin first champion beat every later challenger, and such a forest takes minutes per
-# fit on 2 cores; moving production to it is open (figures in the README).
-GRIDS: dict[str, dict[str, list]] = {
-    "gbt": {"maxDepth": [4, 6], "maxIter": [40], "stepSize": [0.1], "subsamplingRate": [0.8]},
-    "random_forest": {"maxDepth": [8], "numTrees": [60], "featureSubsetStrategy": ["sqrt"]},
-}
+# The production grid is in the training profile (fraudops/model/profile.yaml); this one, one
+# candidate per family, is for tests and quick runs (`train --grid small`).
 SMALL_GRIDS: dict[str, dict[str, list]] = {
     "gbt": {"maxDepth": [4], "maxIter": [20]},
     "random_forest": {"maxDepth": [6], "numTrees": [20]},

@@ -1,6 +1,11 @@
 """Time-ordered splits: a training window, a label delay, then the test window; and the
 prequential folds that choose hyperparameters inside the training window (as in the handbook).
 
+Warm-up: a day whose feature windows reach back before the lake's first day has features that
+count only part of their window (a 30-day count over 5 days of data). Such days are neither
+trained on nor used as a drift reference: the model would learn, and the drift report would
+compare against, a distribution it never sees later.
+
 Nothing here is random: every split is a set of whole days, and each later period starts after
 the earlier one ends.
 """
@@ -69,3 +74,18 @@ def prequential_folds(
             f"the training window {window.start}..{window.end} ({window.days} days)"
         )
     return folds
+
+
+def first_full_day(first_day: str, lookback_days: int) -> str:
+    """The first day whose feature windows, reaching ``lookback_days`` back, hold only days on
+    or after the lake's ``first_day``."""
+    return shift(first_day, lookback_days)
+
+
+def warmed_up(period: Period, first_full: str | None) -> Period | None:
+    """The days of ``period`` from ``first_full`` on (all of it when None); None when none is."""
+    if first_full is None or period.start >= first_full:
+        return period
+    if period.end < first_full:
+        return None
+    return Period(first_full, period.end)

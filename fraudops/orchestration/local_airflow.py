@@ -157,6 +157,17 @@ class LocalAirflow:
         )
         return dict(rows)
 
+    def task_durations(self, logical_date: str) -> dict[str, float]:
+        """task id -> seconds it ran, in that day's latest run (tasks that ran only: a skipped
+        task has a duration of 0)."""
+        run = self.dag_run(logical_date)
+        rows = self._query(
+            "SELECT task_id, duration FROM task_instance WHERE dag_id = ? AND run_id = ? "
+            "AND duration IS NOT NULL AND state IN ('success', 'failed', 'up_for_retry')",
+            (self.dag_id, run.run_id),
+        )
+        return {task: float(seconds) for task, seconds in rows}
+
     def _query(self, sql: str, params: tuple) -> list[tuple]:
         with contextlib.closing(
             sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)

@@ -3,6 +3,7 @@
     python -m fraudops.simulator.generate --lake-root data/lake --days 183 --seed 0
     python -m fraudops.simulator.generate --days 30 --defect-rate 0.01     # with realistic defects
     python -m fraudops.simulator.generate --redeliver 2018-04-05           # deliver a day again
+    python -m fraudops.simulator.generate --days 90 --change-day 73        # the world changes
 
 Each day becomes ``<lake>/raw/YYYY-MM-DD.txt`` in the delivered format: the header line, then
 comma-separated rows, sorted by time, transaction ids increasing over the whole run. The
@@ -48,6 +49,7 @@ from fraudops.simulator.handbook import (
     DAY_SECONDS,
     Day,
     SimulationParams,
+    WorldChange,
     make_profiles,
     rng_for,
     simulate,
@@ -333,9 +335,13 @@ def generate_lake(
     seed: int = SimulationParams.seed,
     defect_rate: float = 0.0,
     log_every: int = 30,
+    change: WorldChange | None = None,
 ) -> dict:
-    """Write the simulation's day files into ``lake`` and return a summary (with rows/s)."""
-    params = SimulationParams(start_date, days, customers, terminals, radius, seed)
+    """Write the simulation's day files into ``lake`` and return a summary (with rows/s).
+
+    ``change``: the world changes on that day (handbook.WorldChange); None, the default, is
+    the handbook's steady world."""
+    params = SimulationParams(start_date, days, customers, terminals, radius, seed, change)
     injector = DefectInjector(params, defect_rate)
     started = time.perf_counter()
     transactions = lines = 0
@@ -370,6 +376,9 @@ def generate_lake(
         "fraud_rate": frauds / transactions if transactions else 0.0,
         "fraud_by_scenario": {str(s): int(by_scenario[s]) for s in (1, 2, 3)},
         "defects": injected["counts"],
+        "change": None if change is None else {
+            "day": params.date(change.day).isoformat(), "pace_factor": change.pace_factor,
+            "testing_tx_per_day": change.testing_tx_per_day},
         "seconds": round(seconds, 3),
         "rows_per_second": round(transactions / seconds) if seconds else None,
     }
@@ -395,6 +404,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--defect-rate", type=float, default=0.0,
                    help="share of rows to damage, one defect each; some files are also "
                    f"delivered twice; recorded in <lake>/_state/{INJECTED_DEFECTS_FILE}")
+    p.add_argument("--change-day", type=int, default=None, metavar="N",
+                   help="the world changes from day index N on (0 = the first day): customers "
+                   "shop more often and compromised cards also make small card-testing "
+                   "transactions at night (fraudops.simulator.handbook.WorldChange); "
+                   "default: no change")
     p.add_argument("--log-every", type=int, default=30, help="log progress every N days")
     p.add_argument("--redeliver", type=cli.date_arg, metavar="DAY", default=None,
                    help="only deliver this day's existing file again (same bytes) and exit")
@@ -412,6 +426,7 @@ def main(argv: list[str] | None = None) -> dict:
     summary = generate_lake(
         lake, args.start_date, args.days, args.customers, args.terminals, args.radius,
         args.seed, args.defect_rate, max(args.log_every, 1),
+        None if args.change_day is None else WorldChange(args.change_day),
     )
     json.dump(summary, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,10 +41,47 @@ SCENARIO_3_FACTOR = 5
 
 # Independent random streams: (seed, stream[, day]) seeds each.
 STREAM_CUSTOMERS, STREAM_TERMINALS, STREAM_TRANSACTIONS, STREAM_FRAUD = 0, 1, 2, 3
+STREAM_CHANGE = 4  # the change of the world's own draws: the days before it stay as they were
 
 
 def rng_for(seed: int, stream: int, *more: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream, *more])
+
+
+@dataclass(frozen=True)
+class WorldChange:
+    """A change in the world from day ``day`` (index from the first day) on; off unless given.
+
+    Two things change at once, as when a fraud ring starts working a busy season:
+
+    - customers shop more often: each one's mean number of transactions a day is multiplied
+      by ``pace_factor`` (the count features move, which the drift report should see);
+    - fraudsters use compromised cards differently: besides scenario 3's inflated amounts,
+      every open scenario-3 window adds Poisson(``testing_tx_per_day``) small "card-testing"
+      transactions a day (amounts uniform in ``testing_cents``, times of day uniform in
+      ``testing_seconds``, at night) on one of the card's usual terminals, all fraud and
+      labelled scenario 3 (the raw format knows scenarios 0 to 3 only).
+
+    A model trained before the change has seen no fraud of that shape: small amounts at night
+    look like the most ordinary transactions it knows.
+    """
+
+    day: int
+    pace_factor: float = 1.5
+    testing_tx_per_day: float = 3.0
+    testing_cents: tuple[int, int] = (100, 600)
+    testing_seconds: tuple[int, int] = (3600, 5 * 3600)
+
+    def __post_init__(self) -> None:
+        if self.day < 0 or not self.pace_factor > 0 or self.testing_tx_per_day < 0:
+            raise ValueError("change day must be >= 0, pace factor > 0, testing rate >= 0")
+        if not 0 < self.testing_cents[0] <= self.testing_cents[1]:
+            raise ValueError("testing amounts must be positive, low <= high")
+        if not 0 <= self.testing_seconds[0] <= self.testing_seconds[1] <= DAY_SECONDS - 1:
+            raise ValueError("testing times must lie within the day")
+
+    def active(self, day_index: int) -> bool:
+        return day_index >= self.day
 
 
 @dataclass(frozen=True)
@@ -55,6 +92,7 @@ class SimulationParams:
     terminals: int = 10_000
     radius: float = 5.0
     seed: int = 0
+    change: WorldChange | None = None  # off: the handbook's steady world
 
     def __post_init__(self) -> None:
         if isinstance(self.start_date, str):
@@ -261,18 +299,49 @@ class FraudScenarios:
         return cents, scenario
 
 
+def card_testing(profiles: Profiles, compromised: np.ndarray, change: WorldChange,
+                 rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """The day's card-testing frauds of the compromised cards (one entry per open window):
+    (seconds_of_day, customer, terminal, amount_cents, fraud_scenario)."""
+    usable = profiles.terminals_per_customer[compromised]
+    cards = compromised[usable > 0]
+    counts = rng.poisson(change.testing_tx_per_day, len(cards))
+    customer = np.repeat(cards, counts)
+    seconds = rng.integers(change.testing_seconds[0], change.testing_seconds[1] + 1,
+                           len(customer)).astype(np.int64)
+    cents = rng.integers(change.testing_cents[0], change.testing_cents[1] + 1,
+                         len(customer)).astype(np.int64)
+    pick = profiles.terminal_offsets[customer] + rng.integers(
+        0, profiles.terminals_per_customer[customer])
+    scenario = np.full(len(customer), 3, dtype=np.int8)
+    return seconds, customer, profiles.terminal_ids[pick], cents, scenario
+
+
 def simulate(params: SimulationParams, profiles: Profiles | None = None) -> Iterator[Day]:
     """The simulation's days in order; transaction ids run on across days from 0."""
     profiles = profiles or make_profiles(params)
     frauds = FraudScenarios(profiles)
+    change = params.change
+    changed_profiles = None
+    if change is not None:
+        changed_profiles = replace(
+            profiles, mean_nb_tx_per_day=profiles.mean_nb_tx_per_day * change.pace_factor)
     next_id = 0
     for index in range(params.days):
+        changed = change is not None and change.active(index)
         seconds, customer, terminal, cents = draw_transactions(
-            profiles, rng_for(params.seed, STREAM_TRANSACTIONS, index)
+            changed_profiles if changed else profiles,
+            rng_for(params.seed, STREAM_TRANSACTIONS, index),
         )
         cents, scenario = frauds.label(
             index, rng_for(params.seed, STREAM_FRAUD, index), customer, terminal, cents
         )
+        if changed:
+            testing = card_testing(profiles, frauds.compromised_customers(), change,
+                                   rng_for(params.seed, STREAM_CHANGE, index))
+            seconds, customer, terminal, cents, scenario = (
+                np.concatenate([a, b]) for a, b in zip(
+                    (seconds, customer, terminal, cents, scenario), testing))
         order = np.argsort(seconds, kind="stable")
         yield Day(
             index=index,

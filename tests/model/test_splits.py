@@ -54,3 +54,17 @@ def test_prequential_folds_stay_inside_the_training_window(n, fold_train, assess
 def test_a_window_too_short_for_any_fold_is_a_clear_error():
     with pytest.raises(ValueError, match="no prequential fold"):
         prequential_folds(Period("2018-04-01", "2018-04-10"), 2, 7, 7, 3)
+
+
+def test_warm_up_days_are_cut_off_the_start_of_a_period():
+    from fraudops.model.splits import first_full_day, warmed_up
+
+    first_full = first_full_day("2018-04-01", 37)
+    assert first_full == "2018-05-08"
+    assert warmed_up(Period("2018-04-04", "2018-04-24"), first_full) is None
+    assert warmed_up(Period("2018-05-01", "2018-05-21"), first_full) == Period("2018-05-08",
+                                                                              "2018-05-21")
+    assert warmed_up(Period("2018-05-08", "2018-05-21"), first_full) == Period("2018-05-08",
+                                                                              "2018-05-21")
+    assert warmed_up(Period("2018-04-04", "2018-04-24"), None) == Period("2018-04-04",
+                                                                         "2018-04-24")

@@ -21,8 +21,11 @@ from spark_jobs.datasets import clean_days
 pytestmark = pytest.mark.slow
 
 MODEL = platform()["mlflow"]["model_name"]
-DATES = ["2018-05-08", "2018-05-09", "2018-05-10"]
-MISSING = "2018-05-09"
+# Day 55 is the first whose 10-day training window (ending 9 days before: 2 days of label delay,
+# 7 of test) lies past the 37 warm-up days.
+DATES = ["2018-05-26", "2018-05-27", "2018-05-28"]
+MISSING = "2018-05-27"
+TIMES: list[dict] = []  # seconds per step of each run, as the demo prints them
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +33,21 @@ def demo_run(tmp_path_factory):
     home = tmp_path_factory.mktemp("e2e")
     args = demo.parse_args([
         "--home", str(home), "--customers", "400", "--terminals", "800", "--seed", "11",
-        "--first-day", "37", "--runs", "3", "--missing", "1", "--defect-rate", "0.005",
-        "--train-args", "--grid small --folds 1",
+        "--run-days", "55,56,57", "--missing", "1", "--defect-rate", "0.005",
+        "--change-day", "-1", "--train-args", "--grid small --folds 1 --train-days 10 "
+        "--delay-days 2 --fold-train-days 3 --fold-assess-days 2",
     ])
-    rows = demo.run_demo(args)
+    rows = demo.run_demo(args, TIMES)
     return home, Lake(config.lake_root_in(home)), rows
+
+
+def test_the_time_of_each_step_is_measured(demo_run):
+    times = TIMES
+    assert [t["date"] for t in times] == DATES
+    for t in (times[0], times[2]):
+        assert all(t[step] > 0 for step in demo.STEP_ORDER), t
+        assert 0 <= t["other"] < t["total"]
+    assert times[1]["train"] is None and times[1]["total"] > 0
 
 
 def test_each_date_took_its_path(demo_run):
@@ -43,6 +56,7 @@ def test_each_date_took_its_path(demo_run):
     assert [r["dag_run"] for r in rows] == ["success"] * 3
     assert [r["path"] for r in rows] == ["trained", "skipped: no new file", "trained"]
     assert rows[0]["decision"] == "first_champion"
+    assert [r["train"] for r in rows] == ["tune", "-", "refit"]
     assert rows[2]["decision"] in {"promoted", "rejected_policy", "rejected_gates"}
 
 
@@ -58,7 +72,7 @@ def test_every_arrived_row_is_clean_or_quarantined(demo_run):
     days = clean_days(lake)
     assert days[0] == "2018-04-01" and days[-1] == DATES[-1] and MISSING not in days
     # A defective row may carry a date that is not its file's: it is quarantined, never a day.
-    assert len(days) == 39
+    assert len(days) == 57
 
 
 def test_registry_aliases_follow_the_decisions(demo_run):

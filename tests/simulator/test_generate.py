@@ -3,7 +3,9 @@ defects it injects on request (checked line by line against what it says it inje
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 import json
 import math
 import os
@@ -31,6 +33,7 @@ from fraudops.simulator.generate import (
 )
 from fraudops.simulator.handbook import (
     SimulationParams,
+    WorldChange,
     make_profiles,
     simulate,
     terminals_within_radius,
@@ -417,3 +420,74 @@ def test_the_cleaning_job_quarantines_each_injected_line_with_its_kind(tmp_path)
                    for kind, records in injected["rows"].items() for r in records)
     assert got == want
     assert summary["rows_quarantined"] == sum(injected["counts"][k] for k in ROW_DEFECTS)
+
+
+# --- a change of the world (off by default) -------------------------------------------------------
+
+# SMALL's files, without and with defects, as the generator writes them with no change of the
+# world (computed on main's code without the option; the defect digest follows main's negative-
+# amount defects): with the option off, the output must stay byte for byte the same.
+STEADY_DIGESTS = {
+    "small": "2281802c5c428d86b9f58ad64bce5f527bfe93a58877ea162fdfad0738835a0b",
+    "defects": "a595eb3638345c4eec30be181b08dda49857744bcf87cccff69d8bc5c6929b7f",
+}
+
+
+def lake_digest(lake: Lake) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(lake.raw).iterdir()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_the_world_does_not_change_unless_asked(small_lake, defect_lake):
+    assert SimulationParams().change is None
+    assert small_lake[1]["change"] is None
+    assert lake_digest(small_lake[0]) == STEADY_DIGESTS["small"]
+    assert lake_digest(defect_lake[0]) == STEADY_DIGESTS["defects"]
+
+
+def card_tests(day) -> np.ndarray:
+    """The day's frauds shaped like the change's card testing: small amounts, 01:00 to 05:00."""
+    change = WorldChange(0)
+    return ((day.fraud_scenario > 0)
+            & (day.amount_cents <= change.testing_cents[1])
+            & (day.seconds_of_day >= change.testing_seconds[0])
+            & (day.seconds_of_day <= change.testing_seconds[1]))
+
+
+def test_the_world_changes_from_the_given_day_on():
+    steady = SimulationParams(days=40, customers=600, terminals=1200, seed=4)
+    change = WorldChange(day=25)
+    before, after = list(simulate(steady)), list(simulate(dataclasses.replace(steady,
+                                                                              change=change)))
+    for a, b in zip(before[:25], after[:25]):  # the days before it are the same days
+        for field in ("transaction_id", "seconds_of_day", "customer_id", "terminal_id",
+                      "amount_cents", "fraud_scenario"):
+            assert np.array_equal(getattr(a, field), getattr(b, field)), (a.index, field)
+    # From the day on: card testing on compromised cards, a rare shape before it.
+    tests_before = sum(int(card_tests(d).sum()) for d in before[25:])
+    tests_after = [int(card_tests(d).sum()) for d in after[25:]]
+    assert min(tests_after) > 0 and sum(tests_after) > 30 * max(tests_before, 1)
+    labels = np.concatenate([d.fraud_scenario[card_tests(d)] for d in after[25:]])
+    assert np.mean(labels == 3) > 0.95  # labelled as compromised cards (a few are scenario 2)
+    # ... and customers shop pace_factor times as often (card tests aside).
+    genuine = sum(int((~card_tests(d)).sum()) for d in after[25:])
+    assert abs(genuine / sum(d.size for d in before[25:]) / change.pace_factor - 1) < 0.05
+
+
+def test_the_change_is_an_option_of_the_command(tmp_path, capsys):
+    root = tmp_path / "lake"
+    main(["--lake-root", str(root), "--days", "6", "--customers", "400", "--terminals", "800",
+          "--seed", "7", "--change-day", "4"])
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["change"]["day"] == "2018-04-05"
+    steady = Lake(str(tmp_path / "steady"))
+    generate_lake(steady, **SMALL)
+    names = day_names(steady)
+    assert names == sorted(p.name for p in (root / "raw").iterdir())
+    same = [(root / "raw" / n).read_bytes() == (Path(steady.raw) / n).read_bytes() for n in names]
+    assert same == [True, True, True, True, False, False]
+    with pytest.raises(ValueError):
+        WorldChange(day=-1)

@@ -4,20 +4,27 @@ PostgreSQL with S3 (moto) artifacts."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import mlflow
 import pandas as pd
 import pytest
 
 from fraudops.core.lake import Lake
-from fraudops.model import registry, tracking
+from fraudops.model import registry, tracking, tuning
+from fraudops.model.profile import PRODUCTION
 from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, report, score, train
 from spark_jobs.datasets import clean_days
 
 pytestmark = pytest.mark.slow
 
-AS_OF = "2018-05-08"
-CFG = train.TrainConfig(folds=1, fold_train_days=7, fold_assess_days=3, grid="small")
+# Features are complete from the 38th day (2018-05-08); the training window 2018-05-05..14 loses
+# its 3 warm-up days, which leaves exactly one fold of 3 + 2 + 2 days.
+AS_OF = "2018-05-19"
+FIRST_FULL = "2018-05-08"
+CFG = train.TrainConfig(train_days=10, delay_days=2, test_days=3, folds=1, fold_train_days=3,
+                        fold_assess_days=2, grid="small")
 LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_rows=100,
                        min_test_frauds=5)
 
@@ -25,7 +32,7 @@ LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_row
 @pytest.fixture(scope="module")
 def small_lake(spark, tmp_path_factory) -> Lake:
     lake = Lake(str(tmp_path_factory.mktemp("loop") / "lake"))
-    generate_lake(lake, "2018-04-01", 38, customers=600, terminals=1200, seed=3)
+    generate_lake(lake, "2018-04-01", 49, customers=600, terminals=1200, seed=3)
     clean.run(lake, None, "setup", spark)
     features.run(spark, lake, clean_days(lake))
     return lake
@@ -105,7 +112,7 @@ def test_scoring_uses_the_aliased_version_and_follows_rollback(spark, small_lake
     client.set_registered_model_alias(tracking.MODEL_NAME, registry.CHAMPION, other)
     client.set_registered_model_alias(tracking.MODEL_NAME, registry.PREVIOUS, champion)
 
-    day = "2018-05-08"
+    day = AS_OF
     summary = score.run(spark, small_lake, day, _per_store("score-1", store), top_k=50)
     scores = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
     assert summary["model_version"] == other and set(scores["model_version"]) == {int(other)}
@@ -142,3 +149,29 @@ def _write_train_summary(lake, run_id, trained, version):
 
     storage.write_json(lake.run_summary("train", run_id), {**trained, "run_id": run_id,
                                                            "model_version": str(version)})
+
+
+def test_training_leaves_the_warm_up_out_tunes_first_then_refits(spark, small_lake, trained,
+                                                                  store):
+    assert trained["split"]["train"] == {"start": FIRST_FULL, "end": "2018-05-14"}
+    assert trained["path"] == "tune" and "no configuration" in trained["path_reason"]
+    client = mlflow.MlflowClient()
+    parent = client.get_run(trained["mlflow_run_id"])
+    assert parent.data.params["profile_version"] == str(PRODUCTION.version)
+    assert parent.data.params["train_calendar_start"] == "2018-05-05"
+    assert "profile.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+
+    refit = train.run(spark, small_lake, AS_OF, _per_store("run-refit", store), CFG)
+    assert refit["path"] == "refit" and refit["best"] == trained["best"]
+    assert refit["config"] == trained["config"] and not refit["validation_metrics"]
+    run = client.get_run(refit["mlflow_run_id"])
+    assert run.data.tags[tuning.TAG_PATH] == "refit"
+    assert not client.search_runs([run.info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    version = client.get_model_version(tracking.MODEL_NAME, refit["model_version"])
+    assert version.tags[tuning.TAG_TUNED_ON] == AS_OF
+    assert version.tags[tuning.TAG_CONFIG] == run.data.tags[tuning.TAG_CONFIG]
+
+    forced = train.run(spark, small_lake, AS_OF, _per_store("run-tune", store),
+                       dataclasses.replace(CFG, path="tune"))
+    assert forced["path"] == "tune" and forced["path_reason"].startswith("forced")
