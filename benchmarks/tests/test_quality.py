@@ -11,6 +11,7 @@ import sys
 import mlflow
 import pytest
 
+from fraudops.core import config
 from fraudops.model.profile import PRODUCTION
 from tests.paths import REPO
 
@@ -23,7 +24,9 @@ def test_quality_benchmark_runs_the_training_jobs_path(tmp_path):
         [sys.executable, "-m", "benchmarks.quality", "--workdir", str(tmp_path / "work"),
          "--output", str(output), "--customers", "60", "--terminals", "120", "--grid", "small"],
         cwd=REPO, check=True, timeout=1800,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        # Its own MLflow store under --workdir, whatever an earlier test left in the environment.
+        env={**{k: v for k, v in os.environ.items()
+                if k not in (config.HOME_ENV, "MLFLOW_TRACKING_URI")}, "PYTHONPATH": str(REPO)},
     )
     figures = json.loads(output.read_text())
     assert figures["profile"] == {"version": PRODUCTION.version, "digest": PRODUCTION.digest,

@@ -29,9 +29,12 @@ from tests import servers
 
 pytestmark = pytest.mark.slow
 
-AS_OF = "2018-05-08"
-DAY = "2018-05-08"
-CFG = train.TrainConfig(folds=1, fold_train_days=7, fold_assess_days=3, grid="small")
+# Features are complete from the 38th day (2018-05-08), as in test_model_loop.py: a short
+# training window after the warm-up leaves one fold of 3 + 2 + 2 days.
+AS_OF = "2018-05-19"
+DAY = "2018-05-19"
+CFG = train.TrainConfig(train_days=10, delay_days=2, test_days=3, folds=1, fold_train_days=3,
+                        fold_assess_days=2, grid="small")
 LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_rows=100,
                        min_test_frauds=5)
 NAME = tracking.MODEL_NAME
@@ -44,7 +47,7 @@ class Killed(BaseException):
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory) -> Lake:
     lake = Lake(str(tmp_path_factory.mktemp("failures") / "lake"))
-    generate_lake(lake, "2018-04-01", 38, customers=600, terminals=1200, seed=3)
+    generate_lake(lake, "2018-04-01", 49, customers=600, terminals=1200, seed=3)
     clean.run(lake, None, "setup", spark)
     features.run(spark, lake, clean_days(lake))
     return lake
