@@ -26,17 +26,12 @@ from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, score, train
 from spark_jobs.datasets import clean_days
 from tests import servers
+from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE
 
 pytestmark = pytest.mark.slow
 
-# Features are complete from the 38th day (2018-05-08), as in test_model_loop.py: a short
-# training window after the warm-up leaves one fold of 3 + 2 + 2 days.
-AS_OF = "2018-05-19"
-DAY = "2018-05-19"
-CFG = train.TrainConfig(train_days=10, delay_days=2, test_days=3, folds=1, fold_train_days=3,
-                        fold_assess_days=2, grid="small")
-LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_rows=100,
-                       min_test_frauds=5)
+# The same warmed-up lake, window and gates as the model loop's own tests.
+DAY = AS_OF
 NAME = tracking.MODEL_NAME
 
 
