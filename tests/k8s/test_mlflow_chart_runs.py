@@ -19,7 +19,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -46,19 +45,7 @@ _counter = iter(range(10_000))
 
 def new_database(server_uri: str) -> str:
     """A fresh, empty database on the cluster behind ``server_uri``; its SQLAlchemy URI."""
-    import psycopg2
-
-    parts = urlsplit(server_uri)
-    name = f"mlflow_{os.getpid()}_{next(_counter)}"
-    connection = psycopg2.connect(host=parts.hostname, port=parts.port, user=parts.username,
-                                  dbname="postgres")
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {name}")
-    finally:
-        connection.close()
-    return parts._replace(path=f"/{name}").geturl()
+    return servers.create_database(server_uri, f"mlflow_{os.getpid()}_{next(_counter)}")
 
 
 def schema_revision(uri: str) -> str | None:

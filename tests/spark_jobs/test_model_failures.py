@@ -22,11 +22,9 @@ from fraudops.core import storage
 from fraudops.core.lake import Lake
 from fraudops.model import registry, tracking
 from fraudops.model.registry import CHAMPION, PREVIOUS
-from fraudops.simulator.generate import generate_lake
-from spark_jobs import clean, features, promote, score, train
-from spark_jobs.datasets import clean_days
+from spark_jobs import promote, score, train
 from tests import servers
-from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE
+from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE, warmed_up_lake
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +39,7 @@ class Killed(BaseException):
 
 @pytest.fixture(scope="module")
 def lake(spark, tmp_path_factory) -> Lake:
-    lake = Lake(str(tmp_path_factory.mktemp("failures") / "lake"))
-    generate_lake(lake, "2018-04-01", 49, customers=600, terminals=1200, seed=3)
-    clean.run(lake, None, "setup", spark)
-    features.run(spark, lake, clean_days(lake))
-    return lake
+    return warmed_up_lake(spark, tmp_path_factory.mktemp("failures"))
 
 
 @pytest.fixture(scope="module")

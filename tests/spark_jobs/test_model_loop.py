@@ -29,13 +29,18 @@ LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_row
                        min_test_frauds=5)
 
 
-@pytest.fixture(scope="module")
-def small_lake(spark, tmp_path_factory) -> Lake:
-    lake = Lake(str(tmp_path_factory.mktemp("loop") / "lake"))
+def warmed_up_lake(spark, folder) -> Lake:
+    """49 generated days, cleaned and with both marts: AS_OF's window lies past the warm-up."""
+    lake = Lake(str(folder / "lake"))
     generate_lake(lake, "2018-04-01", 49, customers=600, terminals=1200, seed=3)
     clean.run(lake, None, "setup", spark)
     features.run(spark, lake, clean_days(lake))
     return lake
+
+
+@pytest.fixture(scope="module")
+def small_lake(spark, tmp_path_factory) -> Lake:
+    return warmed_up_lake(spark, tmp_path_factory.mktemp("loop"))
 
 
 @pytest.fixture(scope="module", params=["local", "server"])
