@@ -87,9 +87,10 @@ resource "yandex_mdb_postgresql_database" "mlflow_auth" {
   lc_type    = "en_US.UTF-8"
 }
 
-# MLflow's admin password and the Flask secret key its replicas share (basic auth).
+# MLflow's admin password, the Spark steps' account's password and the Flask secret key its
+# replicas share (basic auth).
 resource "random_password" "mlflow_auth" {
-  for_each = toset(["admin", "flask"])
+  for_each = toset(["admin", "spark", "flask"])
 
   length  = 40
   special = false

@@ -53,9 +53,10 @@ resource "yandex_lockbox_secret_version" "database" {
   }
 }
 
-# MLflow basic auth: the server's basic_auth.ini (user store, admin account, READ for everyone
-# else) with the Flask key, and the clients' credentials. The Spark steps log runs and move the
-# model's aliases, so for now they use the admin account (docs/security.md).
+# MLflow basic auth: the server's basic_auth.ini (user store, admin account, nothing for a user
+# without a grant) with the Flask key and the Spark account's password (for the chart's bootstrap
+# Job, which creates that account and grants it EDIT on the experiment and the model); and the
+# Spark pods' credentials: the Spark account, never the admin (docs/security.md).
 resource "yandex_lockbox_secret" "mlflow_auth" {
   for_each = local.mlflow_auth_secrets
 
@@ -74,7 +75,7 @@ resource "yandex_lockbox_secret_version" "mlflow_auth_server" {
     key = "basic_auth.ini"
     text_value = join("\n", [
       "[mlflow]",
-      "default_permission = READ",
+      "default_permission = ${local.platform.mlflow.auth_default_permission}",
       "database_uri = ${local.mlflow_auth_uri}",
       "admin_username = ${local.platform.mlflow.auth_admin}",
       "admin_password = ${random_password.mlflow_auth["admin"].result}",
@@ -87,6 +88,11 @@ resource "yandex_lockbox_secret_version" "mlflow_auth_server" {
     key        = "flask-secret-key"
     text_value = random_password.mlflow_auth["flask"].result
   }
+
+  entries {
+    key        = local.platform.mlflow.auth_spark_password_key
+    text_value = random_password.mlflow_auth["spark"].result
+  }
 }
 
 resource "yandex_lockbox_secret_version" "mlflow_auth_client" {
@@ -94,11 +100,11 @@ resource "yandex_lockbox_secret_version" "mlflow_auth_client" {
 
   entries {
     key        = "MLFLOW_TRACKING_USERNAME"
-    text_value = local.platform.mlflow.auth_admin
+    text_value = local.platform.mlflow.auth_spark_user
   }
 
   entries {
     key        = "MLFLOW_TRACKING_PASSWORD"
-    text_value = random_password.mlflow_auth["admin"].result
+    text_value = random_password.mlflow_auth["spark"].result
   }
 }

@@ -156,12 +156,15 @@ def test_database_clients_verify_the_server():
     assert "sslrootcert=${local.postgres_ca_path}" in uris
 
 
-def test_mlflow_auth_has_its_own_store_and_reads_by_default():
+def test_mlflow_auth_has_its_own_store_and_grants_nothing_by_default():
+    mlflow = platform()["mlflow"]
     server = hcl.resource("yandex_lockbox_secret_version.mlflow_auth_server").body
-    entries = {entry["key"]: entry["text_value"] for entry in server["entries"]}
-    assert set(entries) == {"basic_auth.ini", "flask-secret-key"}
+    entries = {hcl.resolve(entry["key"]): entry["text_value"] for entry in server["entries"]}
+    assert set(entries) == {"basic_auth.ini", "flask-secret-key", mlflow["auth_spark_password_key"]}
     ini = entries["basic_auth.ini"]
-    assert "default_permission = READ" in ini
+    # A user the bootstrap granted nothing reads nothing (basic auth's default is READ).
+    assert mlflow["auth_default_permission"] == "NO_PERMISSIONS"
+    assert f"default_permission = {mlflow['auth_default_permission']}" in hcl.resolve(ini)
     assert "database_uri = ${local.mlflow_auth_uri}" in ini
     assert "admin_password = ${random_password.mlflow_auth[\"admin\"].result}" in ini
     uri = hcl.locals_()["mlflow_auth_uri"]
@@ -172,3 +175,22 @@ def test_mlflow_auth_has_its_own_store_and_reads_by_default():
     assert hcl.resolve(hcl.locals_()["mlflow_auth_secrets"]) == {
         "server": platform()["secrets"]["mlflow_auth_server"],
         "client": platform()["secrets"]["mlflow_auth"]}
+
+
+def test_mlflow_clients_hold_the_spark_account_not_the_admin():
+    """The Spark pods' Secret carries the Spark steps' own account; the server's Secret carries
+    the same password for the bootstrap Job that creates that account; the admin password is in
+    basic_auth.ini only."""
+    mlflow = platform()["mlflow"]
+    client = hcl.resource("yandex_lockbox_secret_version.mlflow_auth_client").body
+    client_entries = {e["key"]: e["text_value"] for e in client["entries"]}
+    assert hcl.resolve(client_entries["MLFLOW_TRACKING_USERNAME"]) == mlflow["auth_spark_user"]
+    assert mlflow["auth_spark_user"] != mlflow["auth_admin"]
+    spark_password = '${random_password.mlflow_auth["spark"].result}'
+    assert client_entries["MLFLOW_TRACKING_PASSWORD"] == spark_password
+    server = hcl.resource("yandex_lockbox_secret_version.mlflow_auth_server").body
+    server_entries = {hcl.resolve(e["key"]): e["text_value"] for e in server["entries"]}
+    assert server_entries[mlflow["auth_spark_password_key"]] == spark_password
+    admin = '${random_password.mlflow_auth["admin"].result}'
+    holders = [key for key, value in {**client_entries, **server_entries}.items() if admin in value]
+    assert holders == ["basic_auth.ini"]
