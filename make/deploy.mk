@@ -22,7 +22,7 @@ NS_JOBS = $(call platform,['namespaces']['jobs'])
 NS_SPARK_OPERATOR = $(call platform,['namespaces']['spark_operator'])
 AIRFLOW_KEYS_SECRET = $(call platform,['secrets']['airflow_keys'])
 MLFLOW_SERVICE = $(call platform,['mlflow']['service'])
-MLFLOW_AUTH_SECRET = $(call platform,['secrets']['mlflow_auth'])
+MLFLOW_AUTH_SERVER_SECRET = $(call platform,['secrets']['mlflow_auth_server'])
 MLFLOW_AUTH_ADMIN = $(call platform,['mlflow']['auth_admin'])
 NS_EXTERNAL_SECRETS = $(call platform,['external_secrets']['namespace'])
 MLFLOW_PORT = $(call platform,['mlflow']['port'])
@@ -158,7 +158,7 @@ port-forward-airflow: $(VENV)/.synced ## Airflow UI and API on http://localhost:
 
 port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:<mlflow.port> (5000)
 	@echo ">>> http://localhost:$(MLFLOW_PORT) - basic auth (yandex; off in dev): log in as user $(MLFLOW_AUTH_ADMIN), password from"
-	@echo ">>> Lockbox: yc lockbox payload get --name $(MLFLOW_AUTH_SECRET) --key MLFLOW_TRACKING_PASSWORD"
+	@echo ">>> Lockbox, the admin_password line of: yc lockbox payload get --name $(MLFLOW_AUTH_SERVER_SECRET) --key basic_auth.ini"
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
 
 argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)

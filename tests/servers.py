@@ -219,8 +219,12 @@ class MlflowServer:
     start again on the same port (an outage of the tracking server, then its return)."""
 
     def __init__(self, backend_uri: str, s3_endpoint: str,
-                 artifacts_prefix: str = ARTIFACTS_PREFIX):
+                 artifacts_prefix: str = ARTIFACTS_PREFIX, app_name: str | None = None,
+                 env: dict[str, str] | None = None):
         self.backend_uri, self.s3_endpoint = backend_uri, s3_endpoint
+        # ``app_name="basic-auth"``: MLflow's basic auth, configured through ``env``
+        # (MLFLOW_AUTH_CONFIG_PATH, MLFLOW_FLASK_SERVER_SECRET_KEY).
+        self.app_name, self.env = app_name, dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.artifacts = f"s3://{ARTIFACTS_BUCKET}/{artifacts_prefix}"
@@ -237,10 +241,12 @@ class MlflowServer:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--workers", "1",
             "--allowed-hosts", f"127.0.0.1:{self.port},localhost:{self.port}",
+            *(["--app-name", self.app_name] if self.app_name else []),
         ]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(command, cwd=self.workdir,
-                                            env=server_env(self.s3_endpoint), stdout=out,
+                                            env={**server_env(self.s3_endpoint), **self.env},
+                                            stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + MLFLOW_START_TIMEOUT
         while not _healthy(self.url):

@@ -88,6 +88,7 @@ ALLOWED: dict[str, set[str]] = {
     "prefixed": {value for value in (
         *NS.values(), *SA.values(), *SECRETS.values(), *BUCKETS.values(), *OUR_IMAGES,
         NAMES["airflow"]["lake_writer_pool"],  # the chart's migration job creates the pool
+        MLFLOW["auth_spark_user"],  # the MLflow account the chart's auth bootstrap creates
     ) if value.startswith(f"{PROJECT}-")} | {ENVIRONMENT_CONFIGMAP, POSTGRES["ca_configmap"]},
 }
 

@@ -107,5 +107,8 @@ def test_port_forward_says_how_to_log_in(fakes, target, says):
     assert says in result.stdout
     if target.endswith("mlflow"):
         assert f"user {platform()['mlflow']['auth_admin']}" in result.stdout
-        assert (f"yc lockbox payload get --name {platform()['secrets']['mlflow_auth']} "
-                "--key MLFLOW_TRACKING_PASSWORD") in result.stdout
+        # The admin's password is in the server's basic_auth.ini; secrets.mlflow_auth holds
+        # the Spark steps' account.
+        assert (f"yc lockbox payload get --name {platform()['secrets']['mlflow_auth_server']} "
+                "--key basic_auth.ini") in result.stdout
+        assert f"--name {platform()['secrets']['mlflow_auth']} " not in result.stdout

@@ -124,3 +124,73 @@ def test_database_ca_is_mounted_where_the_uris_point():
     for container in containers(pod):
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts[ca["name"]] == postgres["ca_dir"], container["name"]
+
+
+# --- MLflow: the admin account stays with MLflow ------------------------------------------------
+
+MLFLOW_ADMIN_SECRET = NAMES["secrets"]["mlflow_auth_server"]
+
+
+def secret_names(node) -> set[str]:
+    """Every Secret ``node`` reads: env and envFrom references, secret volumes, chart values."""
+    found = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("secretKeyRef", "secretRef") and isinstance(value, dict):
+                found.add(value.get("name"))
+            elif key in ("secretName", "existingSecret") or key.endswith("SecretName"):
+                found.add(value)
+            elif key == "extraEnv" and isinstance(value, str):
+                found |= secret_names(yaml.safe_load(value))
+            found |= secret_names(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= secret_names(item)
+    return found
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_mlflow_and_its_bootstrap_read_the_mlflow_admin_secret(overlay):
+    from tests.k8s.manifests import pod_specs
+    from tests.test_consistency import airflow_values, mlflow_chart, spark_applications
+
+    for app in spark_applications(overlay):
+        assert MLFLOW_ADMIN_SECRET not in secret_names(app), app["metadata"]["name"]
+        assert NAMES["secrets"]["mlflow_auth"] in secret_names(app)
+    assert MLFLOW_ADMIN_SECRET not in secret_names(airflow_values(overlay))
+    assert NAMES["secrets"]["mlflow_auth"] not in secret_names(airflow_values(overlay))
+    readers = {name for name, pod in pod_specs(mlflow_chart(dev=overlay == "dev"))
+               if MLFLOW_ADMIN_SECRET in secret_names(pod)}
+    # dev runs MLflow without auth (a throwaway local cluster).
+    assert readers == (set() if overlay == "dev" else {
+        f"Deployment/{NAMES['mlflow']['service']}",
+        f"Job/{NAMES['mlflow']['service']}-auth-bootstrap"})
+    objs = kustomize(K8S / "overlays" / overlay)
+    assert not [name for name, pod in pod_specs(objs) if MLFLOW_ADMIN_SECRET in secret_names(pod)]
+    holders = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objs
+               if o["kind"] in ("Secret", "ExternalSecret")
+               and o["metadata"]["name"] == MLFLOW_ADMIN_SECRET}
+    assert holders <= {(NS["platform"], MLFLOW_ADMIN_SECRET)}
+
+
+def test_mlflow_bootstrap_grants_the_platform_account_what_it_reads_from_its_secret():
+    from fraudops.model import tracking
+    from tests.k8s.manifests import objects, render_chart
+
+    mlflow = NAMES["mlflow"]
+    bootstrap = yaml.safe_load((MLFLOW_CHART / "values.yaml").read_text())["auth"]["bootstrap"]
+    assert bootstrap["experiment"] == tracking.EXPERIMENT
+    assert bootstrap["registeredModel"] == mlflow["model_name"] == tracking.MODEL_NAME
+    assert bootstrap["users"] == [{"username": mlflow["auth_spark_user"],
+                                   "passwordKey": mlflow["auth_spark_password_key"],
+                                   "permission": mlflow["auth_spark_permission"]}]
+    rendered = objects(render_chart(MLFLOW_CHART, {}, release=mlflow["service"],
+                                    namespace=NS["platform"]))
+    job = one(rendered, "Job")["spec"]["template"]["spec"]
+    (volume,) = [v for v in job["volumes"] if "secret" in v]
+    needed = {item["key"] for item in volume["secret"]["items"]}
+    external = {e["metadata"]["name"]: {d["secretKey"] for d in e["spec"]["data"]}
+                for e in by_kind(kustomize(K8S / "overlays" / "yandex"), "ExternalSecret")}
+    assert needed <= external[MLFLOW_ADMIN_SECRET]
+    assert external[NAMES["secrets"]["mlflow_auth"]] == {
+        "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"}
