@@ -107,3 +107,20 @@ def test_git_sync_checks_out_the_pinned_commit_in_the_rendered_chart(tmp_path):
                                  "rev": env.get("GIT_SYNC_REV", ""),
                                  "ref": env.get("GITSYNC_REF", "")}) == COMMIT, env
     assert seen, "no git-sync container rendered"
+
+
+def test_airflow_pods_have_memory_limits_and_tokens_only_where_used():
+    """Every container, sidecars and the migration Job included, has a memory limit; the
+    components that never call the Kubernetes API get no token (the chart sets it on their
+    ServiceAccounts). The scheduler creates the task pods and the API server reads their logs."""
+    from tests.k8s.manifests import containers, pod_specs
+
+    objs = objects(render_chart(pulled_chart("airflow"), values("airflow-values.yaml"),
+                                release="airflow", namespace=NAMES["namespaces"]["platform"]))
+    unlimited = [f"{name}/{c['name']}" for name, pod in pod_specs(objs) for c in containers(pod)
+                 if not (c.get("resources") or {}).get("limits", {}).get("memory")]
+    assert unlimited == []
+    tokens = {o["metadata"]["name"]: o.get("automountServiceAccountToken", True)
+              for o in objs if o["kind"] == "ServiceAccount"}
+    for account in ("airflow-dag-processor", "airflow-triggerer", "airflow-migrate-database-job"):
+        assert tokens[account] is False, account
