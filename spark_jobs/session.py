@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -68,6 +69,9 @@ def get_spark(app_name: str, lake_root: str | None = None) -> SparkSession:
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
     if not launcher_sets_master():
         builder = builder.master(os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]"))
+        # Python workers (xgboost.spark's training and prediction) run this interpreter, with
+        # this environment's packages, not whichever python3 comes first on the PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in session_settings(lake_root).items():
         builder = builder.config(key, value)
     endpoint = config.s3_endpoint()

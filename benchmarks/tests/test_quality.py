@@ -37,6 +37,6 @@ def test_quality_benchmark_runs_the_training_jobs_path(tmp_path):
     # The selection is the training job's: one nested MLflow run per candidate.
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'work' / '.mlflow' / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert {r.data.tags.get("fraudops.trial_family") for r in runs} >= {"gbt", "random_forest"}
+    assert {r.data.tags.get("fraudops.trial_family") for r in runs} >= {"xgboost", "random_forest"}
     parent = next(r for r in runs if r.info.run_name == "bench-quality")
     assert parent.data.params["profile_digest"] == PRODUCTION.digest

@@ -87,10 +87,21 @@ def log_curves(scored: pd.DataFrame, prefix: str) -> None:
     tracking.log_figure(fig, f"plots/{prefix}_precision_recall.png")
 
 
-def log_importances(model, feature_names: list[str]) -> None:
+def importances(model, feature_names: list[str]) -> dict[str, float]:
+    """Each feature's importance in the pipeline's classifier, summing to 1: Spark's trees' own
+    featureImportances, or XGBoost's total gain per feature (features it never split on: 0)."""
     classifier = model.stages[-1]
-    importances = classifier.featureImportances.toArray()
-    pairs = sorted(zip(feature_names, importances), key=lambda p: p[1])
+    if hasattr(classifier, "featureImportances"):
+        values = [float(v) for v in classifier.featureImportances.toArray()]
+    else:  # xgboost.spark names the assembled vector's slots f0, f1, ...
+        gain = classifier.get_booster().get_score(importance_type="total_gain")
+        values = [gain.get(f"f{i}", 0.0) for i in range(len(feature_names))]
+    total = sum(values) or 1.0
+    return {name: v / total for name, v in zip(feature_names, values)}
+
+
+def log_importances(model, feature_names: list[str]) -> None:
+    pairs = sorted(importances(model, feature_names).items(), key=lambda p: p[1])
     tracking.log_json(dict(reversed(pairs)), "feature_importances.json")
     fig, ax = plt.subplots(figsize=(6, 0.3 * len(pairs) + 1))
     ax.barh([p[0] for p in pairs], [p[1] for p in pairs])

@@ -67,7 +67,7 @@ class Candidate:
 # The production grid is in the training profile (fraudops/model/profile.yaml); this one, one
 # candidate per family, is for tests and quick runs (`train --grid small`).
 SMALL_GRIDS: dict[str, dict[str, list]] = {
-    "gbt": {"maxDepth": [4], "maxIter": [20]},
+    "xgboost": {"max_depth": [3], "n_estimators": [20]},
     "random_forest": {"maxDepth": [6], "numTrees": [20]},
 }
 
@@ -88,6 +88,14 @@ def _classifier(candidate: Candidate, seed: int):
         return GBTClassifier(**common, **params)
     if candidate.family == "random_forest":
         return RandomForestClassifier(**common, **params)
+    if candidate.family == "xgboost":
+        from xgboost.spark import SparkXGBClassifier
+
+        # One worker: the boosting rounds run in one Python task with every core of its
+        # executor (nthread), and the model does not depend on how many executors there are.
+        return SparkXGBClassifier(features_col="features", label_col=LABEL, weight_col=WEIGHT,
+                                  random_state=seed, num_workers=1, tree_method="hist",
+                                  verbose=False, **params)
     raise ValueError(f"unknown model family {candidate.family!r}")
 
 

@@ -27,7 +27,7 @@ TAG_STEP = "fraudops.step"
 TAG_AS_OF = "fraudops.as_of"
 
 # What the logged model needs to be loaded elsewhere, pinned to what trained it.
-_RUNTIME_PACKAGES = ("pyspark", "mlflow", "numpy", "pandas", "pyarrow")
+_RUNTIME_PACKAGES = ("pyspark", "mlflow", "numpy", "pandas", "pyarrow", "xgboost-cpu")
 
 
 # The one error code that means "this model, version, alias or run is not there". MLflow

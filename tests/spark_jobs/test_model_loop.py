@@ -69,7 +69,7 @@ def test_training_logs_trials_inputs_model_and_plots(trained, store):
     parent = client.get_run(trained["mlflow_run_id"])
     trials = client.search_runs([parent.info.experiment_id],
                                 f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    assert {t.data.tags["fraudops.trial_family"] for t in trials} == {"gbt", "random_forest"}
+    assert {t.data.tags["fraudops.trial_family"] for t in trials} == {"xgboost", "random_forest"}
     assert all("validation_average_precision" in t.data.metrics for t in trials)
     assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {"train", "test"}
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
