@@ -19,6 +19,9 @@ class Resources:
     executor_memory: str = "4g"
     min_executors: int = 1
     max_executors: int = 4
+    # Off: min_executors executors for the whole run. Spark refuses barrier stages (how
+    # xgboost.spark trains) under dynamic allocation.
+    dynamic_allocation: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ _STEP_ARGS = {
     "report": lambda ctx: [],
 }
 
-_TRAINING = Resources(driver_memory="4g", executor_memory="6g", max_executors=6)
+_TRAINING = Resources(driver_memory="4g", executor_memory="6g", min_executors=1,
+                      max_executors=1, dynamic_allocation=False)
 
 STEPS: dict[str, Step] = {
     step.name: step

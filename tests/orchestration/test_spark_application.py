@@ -89,8 +89,9 @@ def test_application_runs_the_step_module_with_its_arguments(name, settings, ctx
     assert spec["driver"]["memory"] == resources.driver_memory
     assert spec["executor"]["cores"] == resources.executor_cores
     assert spec["executor"]["memory"] == resources.executor_memory
+    assert spec["executor"]["instances"] == resources.min_executors
     assert spec["dynamicAllocation"] == {
-        "enabled": True,
+        "enabled": resources.dynamic_allocation,
         "initialExecutors": resources.min_executors,
         "minExecutors": resources.min_executors,
         "maxExecutors": resources.max_executors,

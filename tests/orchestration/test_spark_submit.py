@@ -34,18 +34,38 @@ DAYS = 12
 RUN_ID = "scheduled__2018-04-12T00:00:00+00:00"
 
 
-def submit(app: dict, tmp_path: Path) -> subprocess.CompletedProcess:
+def allocation_conf(spec: dict) -> dict[str, str]:
+    """The executor-count settings spark-operator derives from the spec (submission.go:
+    dynamicAllocationOption, executor.instances), and the one setting that makes a local master
+    apply the dynamic-allocation rules a cluster applies (Spark refuses barrier stages, which
+    xgboost.spark trains in, under dynamic allocation)."""
+    conf = {}
+    if "instances" in spec["executor"]:
+        conf["spark.executor.instances"] = str(spec["executor"]["instances"])
+    dynamic = spec.get("dynamicAllocation") or {}
+    if dynamic.get("enabled"):
+        conf.update({"spark.dynamicAllocation.enabled": "true",
+                     "spark.dynamicAllocation.testing": "true",
+                     "spark.dynamicAllocation.minExecutors": str(dynamic["minExecutors"]),
+                     "spark.dynamicAllocation.maxExecutors": str(dynamic["maxExecutors"]),
+                     "spark.dynamicAllocation.shuffleTracking.enabled":
+                         str(dynamic.get("shuffleTrackingEnabled", False)).lower()})
+    return conf
+
+
+def submit(app: dict, tmp_path: Path, main_file: Path | None = None,
+           arguments: list[str] | None = None) -> subprocess.CompletedProcess:
     spec = app["spec"]
     assert spec["mainApplicationFile"].startswith(IMAGE_ROOT)
-    main_file = str(REPO) + spec["mainApplicationFile"][len(IMAGE_ROOT):]
-    confs = [arg for key, value in spec.get("sparkConf", {}).items()
-             for arg in ("--conf", f"{key}={value}")]
+    main_file = main_file or str(REPO) + spec["mainApplicationFile"][len(IMAGE_ROOT):]
+    conf = {**spec.get("sparkConf", {}), **allocation_conf(spec)}
+    confs = [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            "PYTHONPATH": str(REPO), "FRAUDOPS_HOME": str(tmp_path)}
     env.update({e["name"]: e["value"] for e in spec["driver"].get("env", []) if "value" in e})
     return subprocess.run(
-        [str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "1g", *confs, main_file,
-         *spec["arguments"]],
+        [str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "1g", *confs,
+         str(main_file), *(spec["arguments"] if arguments is None else arguments)],
         env=env, capture_output=True, text=True, timeout=900, check=False)
 
 
@@ -64,3 +84,38 @@ def test_clean_and_features_run_as_their_sparkapplications_say(tmp_path, monkeyp
     assert summary["has_new_rows"] and len(summary["changed_dates"]) == DAYS
     for mart in (lake.customer_features, lake.terminal_features):
         assert storage.list_files(lake.partition(mart, ds), ".parquet"), mart
+
+
+# The production profile's first candidate, made small, fitted as train.fit fits it.
+FIT_PRODUCTION_FAMILY = """
+from pyspark.sql import SparkSession, functions as F
+from fraudops.model import families
+from fraudops.model.profile import PRODUCTION
+from spark_jobs import train
+
+spark = SparkSession.builder.getOrCreate()
+rows = spark.range(2000).select(
+    F.col("id").alias("transaction_id"),
+    *[(F.rand(i) * 100).alias(name) for i, name in enumerate(families.INPUT_COLUMNS)],
+).withColumn(families.LABEL, (F.col(families.INPUT_COLUMNS[0]) > 80).cast("int"))
+candidate = families.candidates(PRODUCTION.grid)[0]
+small = families.Candidate(candidate.family, {**candidate.params, "n_estimators": 3})
+train.fit(small, rows, seed=1)
+print("fitted", small.name)
+"""
+
+
+def test_the_training_step_fits_the_production_family_as_its_sparkapplication_says(
+        tmp_path, monkeypatch):
+    """xgboost.spark trains in a barrier stage, which Spark refuses under dynamic allocation:
+    the train step's SparkApplication must run a fixed number of executors."""
+    monkeypatch.setenv("FRAUDOPS_BACKEND", "kubernetes")
+    monkeypatch.setenv("FRAUDOPS_LAKE_ROOT", str(tmp_path / "lake"))
+    settings = load_settings()
+    ctx = RunContext(ds="2018-04-12", run_id=RUN_ID, lake_root=settings.lake_root)
+    app = sa.build_spark_application(STEPS["train"], ctx, settings)
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_PRODUCTION_FAMILY)
+    result = submit(app, tmp_path, main_file=script, arguments=[])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "fitted xgboost(" in result.stdout
