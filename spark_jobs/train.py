@@ -31,7 +31,7 @@ import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from fraudops.core import cli, storage
+from fraudops.core import cli, laps, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.model import evaluation, families, tracking, tuning
 from fraudops.model.families import LABEL, Candidate
@@ -225,6 +225,7 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
     split, calendar_train = training_split(lake, as_of, cfg)
     choice = tuning.choose(mlflow.MlflowClient(), cfg.path, as_of, profile, cfg.tune_every_days)
     log.info("training path: %s (%s)", choice.path, choice.reason)
+    laps.lap("mlflow set-up, path")
     folds = []
     if choice.path == tuning.TUNE:
         folds = prequential_folds(split.train, cfg.folds, cfg.fold_train_days, cfg.delay_days,
@@ -250,6 +251,7 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
         if train_stats["frauds"] == 0 or test_stats["rows"] == 0:
             raise SystemExit(f"not enough data to train as of {as_of}: train={train_stats}, "
                              f"test={test_stats}; run clean and features first")
+        laps.lap("read and count windows")
 
         if choice.path == tuning.TUNE:
             best, validation = select(families.candidates(cfg.grids(profile)), train_df, folds,
@@ -258,6 +260,7 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
             log.info("best candidate %s; refitting on %s..%s", best.name, split.train.start,
                      split.train.end)
+            laps.lap("tuning")
         else:
             config, validation = choice.config, {}
             best = Candidate(config.family, config.params)
@@ -267,6 +270,7 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
         mlflow.log_params({"best_family": best.family,
                            **{f"best_{k}": v for k, v in best.params.items()}})
         model = fit(best, train_df, cfg.seed)
+        laps.lap("fit")
         scored = evaluation.score_frame(model, test_df)
         metrics = evaluation.metrics_of(scored)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
@@ -274,7 +278,9 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
             mlflow.log_metric("test_card_precision_at_100_daily", value, step=step)
         evaluation.log_curves(scored, "test")
         evaluation.log_importances(model, families.ALL_FEATURES)
+        laps.lap("test metrics and plots")
         logged = log_model(model, test_df)
+        laps.lap("log model")
         summary = {
             "run_id": run_id, "mlflow_run_id": parent.info.run_id, "as_of": as_of,
             "split": split.as_dict(), "model_name": tracking.MODEL_NAME,
@@ -350,8 +356,12 @@ def main(argv: list[str] | None = None) -> dict:
                       args.path, args.tune_every_days)
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("train"), Lake.from_env(args.lake_root), args.as_of.isoformat(),
+    laps.lap("start (python, imports)")
+    spark = get_spark("train")
+    laps.lap("spark session")
+    summary = run(spark, Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), cfg)
+    laps.lap("register, summary")
     print(json.dumps({k: summary[k] for k in ("model_version", "path", "best", "test_metrics")}))
     return summary
 
