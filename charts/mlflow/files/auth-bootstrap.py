@@ -100,24 +100,18 @@ def main():
                 print(f"user {username}: no longer admin")
             print(f"user {username}: password set from its Secret")
 
-        try:
-            current = auth.get_experiment_permission(experiment_id, username).permission
-        except MlflowException as exc:
-            if not absent(exc):
-                raise
-            auth.create_experiment_permission(experiment_id, username, permission)
-        else:
-            if current != permission:
-                auth.update_experiment_permission(experiment_id, username, permission)
-        try:
-            current = auth.get_registered_model_permission(model_name, username).permission
-        except MlflowException as exc:
-            if not absent(exc):
-                raise
-            auth.create_registered_model_permission(model_name, username, permission)
-        else:
-            if current != permission:
-                auth.update_registered_model_permission(model_name, username, permission)
+        for kind, resource in (("experiment", experiment_id), ("registered_model", model_name)):
+            get, create, update = (getattr(auth, f"{verb}_{kind}_permission")
+                                   for verb in ("get", "create", "update"))
+            try:
+                current = get(resource, username).permission
+            except MlflowException as exc:
+                if not absent(exc):
+                    raise
+                create(resource, username, permission)
+            else:
+                if current != permission:
+                    update(resource, username, permission)
         print(f"user {username}: {permission} on experiment {experiment_name} ({experiment_id}) "
               f"and registered model {model_name}")
 
