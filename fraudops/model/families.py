@@ -91,8 +91,9 @@ def _classifier(candidate: Candidate, seed: int):
     if candidate.family == "xgboost":
         from xgboost.spark import SparkXGBClassifier
 
-        # One worker: the boosting rounds run in one Python task with every core of its
-        # executor (nthread), and the model does not depend on how many executors there are.
+        # One worker: the boosting rounds run in one Python task, with spark.task.cpus threads
+        # (xgboost.spark's nthread; 1 unless set), and the model does not depend on how many
+        # executors there are.
         return SparkXGBClassifier(features_col="features", label_col=LABEL, weight_col=WEIGHT,
                                   random_state=seed, num_workers=1, tree_method="hist",
                                   verbose=False, **params)
