@@ -24,7 +24,8 @@ import mlflow
 
 from fraudops.core import cli, laps, storage
 from fraudops.core.lake import Lake
-from fraudops.model import evaluation, loading, metrics, registry, tracking
+from fraudops.model import evaluation, families, loading, metrics, registry, tracking
+from fraudops.model.profile import PRODUCTION
 from spark_jobs.features import labeled_features
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
     from spark_jobs.session import get_spark
 
     laps.lap("start (python, imports)")
-    spark = get_spark("promote")
+    spark = get_spark("promote", preload=families.libraries(PRODUCTION.grid))
     laps.lap("spark session")
     summary = run(spark, Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), gates, args.policy, args.resamples)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import threading
 
 from pyspark.sql import SparkSession
 
@@ -65,7 +67,30 @@ def session_settings(lake_root: str | None = None) -> dict[str, str]:
     return {**_DEFAULTS, **config.committer_settings(lake_root or config.default_lake_root())}
 
 
-def get_spark(app_name: str, lake_root: str | None = None) -> SparkSession:
+def import_in_background(modules: tuple[str, ...]) -> None:
+    """Start importing ``modules`` in a thread, so that it overlaps the JVM's start.
+
+    Python's per-module import lock makes a later ``import`` of one of them wait for this one
+    and then reuse it; if this one fails, that import fails again in its own thread, with its
+    own traceback.
+    """
+    for module in modules:
+        threading.Thread(target=_try_import, args=(module,), name=f"import {module}",
+                         daemon=True).start()
+
+
+def _try_import(module: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - the job's own import reports it
+        pass
+
+
+def get_spark(app_name: str, lake_root: str | None = None,
+              preload: tuple[str, ...] = ()) -> SparkSession:
+    """The job's session; ``preload``: modules the job will import anyway (a model family's
+    library), imported while the JVM starts."""
+    import_in_background(preload)
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
     if not launcher_sets_master():
         builder = builder.master(os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]"))

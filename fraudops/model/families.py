@@ -72,6 +72,15 @@ SMALL_GRIDS: dict[str, dict[str, list]] = {
 }
 
 
+# The Python library a family's models need beyond PySpark, to fit and to load.
+LIBRARIES = {"xgboost": "xgboost.spark"}
+
+
+def libraries(grids: dict[str, dict[str, list]]) -> tuple[str, ...]:
+    """The libraries the families of ``grids`` need: what a model step may import early."""
+    return tuple(LIBRARIES[family] for family in grids if family in LIBRARIES)
+
+
 def candidates(grids: dict[str, dict[str, list]]) -> list[Candidate]:
     out = []
     for family, grid in grids.items():

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pyspark
+import pytest
 
 from spark_jobs import session as spark_session
 from tests.paths import REPO
@@ -62,3 +63,33 @@ def test_only_an_s3a_lake_gets_the_s3a_committers():
     local = spark_session.session_settings("/data/lake")
     assert "spark.sql.sources.commitProtocolClass" not in local
     assert local["spark.sql.sources.partitionOverwriteMode"] == "dynamic"
+
+
+def test_a_background_import_is_the_one_the_job_gets(tmp_path, monkeypatch):
+    """The thread runs the module, once: the job's own import, made while the thread's is under
+    way, waits for it and reuses it. A module that fails to import raises in the job's import."""
+    (tmp_path / "preload_probe.py").write_text(  # slow enough for both imports to overlap
+        "import threading, time\ntime.sleep(0.3)\nRUNS = [threading.current_thread().name]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "preload_probe", raising=False)
+    spark_session.import_in_background(("preload_probe", "preload_probe_missing"))
+    import preload_probe
+
+    assert preload_probe.RUNS == ["import preload_probe"]
+    assert sys.modules["preload_probe"] is preload_probe
+    import importlib
+
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("preload_probe_missing")
+
+
+def test_the_model_steps_preload_the_production_familys_library():
+    from importlib.util import find_spec
+
+    from fraudops.model import families
+    from fraudops.model.profile import PRODUCTION
+
+    preload = families.libraries(PRODUCTION.grid)
+    assert preload == ("xgboost.spark",)
+    assert all(find_spec(module) for module in preload)
+    assert families.libraries({"random_forest": {"maxDepth": [6]}}) == ()
