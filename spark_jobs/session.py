@@ -92,12 +92,16 @@ def get_spark(app_name: str, lake_root: str | None = None,
     library), imported while the JVM starts."""
     import_in_background(preload)
     builder = SparkSession.builder.appName(f"fraudops-{app_name}")
+    settings = session_settings(lake_root)
     if not launcher_sets_master():
         builder = builder.master(os.environ.get("FRAUDOPS_SPARK_MASTER", "local[*]"))
         # Python workers (xgboost.spark's training and prediction) run this interpreter, with
         # this environment's packages, not whichever python3 comes first on the PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in session_settings(lake_root).items():
+        local_options = os.environ.get(config.LOCAL_JVM_OPTIONS_ENV, "").strip()
+        if local_options:  # the JVM this process starts is the whole of Spark
+            settings["spark.driver.extraJavaOptions"] += f" {local_options}"
+    for key, value in settings.items():
         builder = builder.config(key, value)
     endpoint = config.s3_endpoint()
     if endpoint:
@@ -110,3 +114,4 @@ def get_spark(app_name: str, lake_root: str | None = None,
             spark.conf.set(key, value)
     spark.sparkContext.setLogLevel(os.environ.get("FRAUDOPS_SPARK_LOG_LEVEL", "WARN"))
     return spark
+

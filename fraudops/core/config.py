@@ -19,6 +19,9 @@ HOME_ENV = "FRAUDOPS_HOME"
 # want throughput, not short pauses: the parallel collector costs less CPU than G1 in the
 # features job (docs/performance.md).
 SPARK_JVM_OPTIONS = "-XX:+UseParallelGC"
+# Options a local step's JVM adds to those (its master is local[*]: driver and executor in one
+# JVM); the local launcher sets them (fraudops.orchestration.local).
+LOCAL_JVM_OPTIONS_ENV = "FRAUDOPS_LOCAL_JVM_OPTIONS"
 
 
 # Spark's writes to an s3a:// lake go through the S3A magic committer: a task's files are

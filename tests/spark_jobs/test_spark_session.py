@@ -93,3 +93,29 @@ def test_the_model_steps_preload_the_production_familys_library():
     assert preload == ("xgboost.spark",)
     assert all(find_spec(module) for module in preload)
     assert families.libraries({"random_forest": {"maxDepth": [6]}}) == ()
+
+
+JVM_PROBE = f"""
+import sys
+sys.path.insert(0, {str(REPO)!r})
+from spark_jobs.session import get_spark
+jvm = get_spark("probe").sparkContext._jvm
+print("jvm-args", " ".join(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+                           .getInputArguments()))
+"""
+
+
+def test_a_step_the_local_launcher_starts_runs_its_jvm_with_the_local_options(tmp_path):
+    """StepProcess -> environment -> get_spark -> the JVM's own command line: a local step's JVM
+    gets the shared options and the local ones; a shell's setting replaces the default."""
+    from fraudops.core import config
+    from fraudops.orchestration.local import LOCAL_JVM_OPTIONS, StepProcess
+
+    lines: list[str] = []
+    env = {k: v for k, v in os.environ.items() if k != config.LOCAL_JVM_OPTIONS_ENV}
+    StepProcess([sys.executable, "-c", JVM_PROBE], env).run(lines.append)
+    args = next(line for line in lines if line.startswith("jvm-args")).split()
+    assert LOCAL_JVM_OPTIONS in args and config.SPARK_JVM_OPTIONS in args
+
+    overridden = StepProcess(["true"], {**env, config.LOCAL_JVM_OPTIONS_ENV: ""}).env
+    assert overridden[config.LOCAL_JVM_OPTIONS_ENV] == ""
