@@ -25,7 +25,6 @@ import mlflow
 from fraudops.core import cli, laps, storage
 from fraudops.core.lake import Lake
 from fraudops.model import evaluation, families, loading, metrics, registry, tracking
-from fraudops.model.profile import PRODUCTION
 from spark_jobs.features import labeled_features
 
 log = logging.getLogger(__name__)
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     from spark_jobs.session import get_spark
 
     laps.lap("start (python, imports)")
-    spark = get_spark("promote", preload=families.libraries(PRODUCTION.grid))
+    spark = get_spark("promote", preload=families.PRODUCTION_LIBRARIES)
     laps.lap("spark session")
     summary = run(spark, Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), gates, args.policy, args.resamples)

@@ -23,7 +23,6 @@ from pyspark.sql.window import Window
 from fraudops.core import cli, laps, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.model import drift, families, loading, registry, tracking
-from fraudops.model.profile import PRODUCTION
 from fraudops.model.splits import Period, first_full_day, warmed_up
 from spark_jobs.datasets import clean_days, write_days
 from spark_jobs.features import LOOKBACK_DAYS, labeled_features
@@ -154,7 +153,7 @@ def main(argv: list[str] | None = None) -> dict:
     from spark_jobs.session import get_spark
 
     laps.lap("start (python, imports)")
-    spark = get_spark("score", preload=families.libraries(PRODUCTION.grid))
+    spark = get_spark("score", preload=families.PRODUCTION_LIBRARIES)
     laps.lap("spark session")
     summary = run(spark, Lake.from_env(args.lake_root), args.date.isoformat(),
                   cli.run_id(args.run_id), args.top_k)

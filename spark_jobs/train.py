@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> dict:
     from spark_jobs.session import get_spark
 
     laps.lap("start (python, imports)")
-    spark = get_spark("train", preload=families.libraries(PRODUCTION.grid))
+    spark = get_spark("train", preload=families.PRODUCTION_LIBRARIES)
     laps.lap("spark session")
     summary = run(spark, Lake.from_env(args.lake_root), args.as_of.isoformat(),
                   cli.run_id(args.run_id), cfg)

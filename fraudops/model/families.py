@@ -11,6 +11,7 @@ from pyspark.ml.feature import SQLTransformer, VectorAssembler
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fraudops.model.profile import PRODUCTION
 from spark_jobs.schema import (
     MODEL_FEATURES,
     WINDOWS_DAYS,
@@ -79,6 +80,10 @@ LIBRARIES = {"xgboost": "xgboost.spark"}
 def libraries(grids: dict[str, dict[str, list]]) -> tuple[str, ...]:
     """The libraries the families of ``grids`` need: what a model step may import early."""
     return tuple(LIBRARIES[family] for family in grids if family in LIBRARIES)
+
+
+# What train, promote and score import while their JVM starts (spark_jobs.session.get_spark).
+PRODUCTION_LIBRARIES = libraries(PRODUCTION.grid)
 
 
 def candidates(grids: dict[str, dict[str, list]]) -> list[Candidate]:

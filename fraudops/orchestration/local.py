@@ -50,16 +50,10 @@ def local_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-# A local step's JVM lives for seconds to a minute on a day's data, and much of that is spent
-# compiling: the C1 compiler alone (no C2) gets such a job done sooner. Driver and executor pods
-# on the cluster keep the full JIT; a developer's shell can set the variable to override it.
-LOCAL_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
-
-
 class StepProcess:
     def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
         self.command = list(command)
-        self.env = {config.LOCAL_JVM_OPTIONS_ENV: LOCAL_JVM_OPTIONS,
+        self.env = {config.LOCAL_JVM_OPTIONS_ENV: config.LOCAL_JVM_OPTIONS,
                     **(os.environ if env is None else env)}
         self._process: subprocess.Popen[str] | None = None
 

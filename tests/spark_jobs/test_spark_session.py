@@ -89,8 +89,8 @@ def test_the_model_steps_preload_the_production_familys_library():
     from fraudops.model import families
     from fraudops.model.profile import PRODUCTION
 
-    preload = families.libraries(PRODUCTION.grid)
-    assert preload == ("xgboost.spark",)
+    preload = families.PRODUCTION_LIBRARIES
+    assert preload == families.libraries(PRODUCTION.grid) == ("xgboost.spark",)
     assert all(find_spec(module) for module in preload)
     assert families.libraries({"random_forest": {"maxDepth": [6]}}) == ()
 
@@ -109,13 +109,13 @@ def test_a_step_the_local_launcher_starts_runs_its_jvm_with_the_local_options(tm
     """StepProcess -> environment -> get_spark -> the JVM's own command line: a local step's JVM
     gets the shared options and the local ones; a shell's setting replaces the default."""
     from fraudops.core import config
-    from fraudops.orchestration.local import LOCAL_JVM_OPTIONS, StepProcess
+    from fraudops.orchestration.local import StepProcess
 
     lines: list[str] = []
     env = {k: v for k, v in os.environ.items() if k != config.LOCAL_JVM_OPTIONS_ENV}
     StepProcess([sys.executable, "-c", JVM_PROBE], env).run(lines.append)
     args = next(line for line in lines if line.startswith("jvm-args")).split()
-    assert LOCAL_JVM_OPTIONS in args and config.SPARK_JVM_OPTIONS in args
+    assert config.LOCAL_JVM_OPTIONS in args and config.SPARK_JVM_OPTIONS in args
 
     overridden = StepProcess(["true"], {**env, config.LOCAL_JVM_OPTIONS_ENV: ""}).env
     assert overridden[config.LOCAL_JVM_OPTIONS_ENV] == ""
