@@ -37,7 +37,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, faults, lease, storage
+from fraudops.core import cli, faults, lease, scored, storage
 from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, Lake, shift
 from fraudops.core.rawformat import DAY_SECONDS
@@ -370,6 +370,8 @@ def run(spark: SparkSession, lake: Lake, changed: list[str], run_id: str | None 
                      cli.span(sorted(set(owed) - set(changed))))
         todo = sorted(set(changed) | set(owed))
         summary = _run(spark, lake, todo)
+        scored.owe(lake, scored.rebuild_reasons(todo, summary["days"], summary["deleted_days"]),
+                   run_id or "(by hand)")
         faults.point("features.after_marts")
         held.check()
         pending_work.remove_features_days(lake, todo)

@@ -13,6 +13,8 @@
     <root>/_state/windows/<mart>.json             which of those days are current
     <root>/_state/runs/<step>/<run_id>.json       one summary per step run
     <root>/_state/pending/features.json           changed days whose marts are not rebuilt yet
+    <root>/_state/pending/score.json              days whose scores are owed (again), and why
+    <root>/_state/scores.json                     each scored day: model version, run, restatements
     <root>/_state/lease.json                      the one writer of the state (fraudops.core.lease)
 
 The root is a local path by default and ``s3a://bucket/prefix`` in the cloud. Only this module
@@ -93,6 +95,16 @@ class Lake:
     def features_pending(self) -> str:
         """Days clean changed whose marts (and window sums) features has not rebuilt yet."""
         return self.path("_state", "pending", "features.json")
+
+    @property
+    def score_pending(self) -> str:
+        """Days whose marts changed after they were scored, or were never scored (scored)."""
+        return self.path("_state", "pending", "score.json")
+
+    @property
+    def score_ledger(self) -> str:
+        """Each scored day: the model version, the run and the marts it came from."""
+        return self.path("_state", "scores.json")
 
     @property
     def lease(self) -> str:
