@@ -168,4 +168,5 @@ charts-pull: $(VENV)/.synced ## Download the pinned upstream charts into .tools/
 	$(PY) -c "import helm_python as h; \
 		[h.pull(c, repo_url=r, version=v, destination='$(CHART_CACHE)') for c, r, v in ( \
 		('$(call chart_field,airflow_chart)', '$(call chart_field,airflow_repo)', '$(call chart_field,airflow_version)'), \
-		('$(call chart_field,spark_operator_chart)', '$(call chart_field,spark_operator_repo)', '$(call chart_field,spark_operator_version)'))]"
+		('$(call chart_field,spark_operator_chart)', '$(call chart_field,spark_operator_repo)', '$(call chart_field,spark_operator_version)'), \
+		('$(call chart_field,external_secrets_chart)', '$(call chart_field,external_secrets_repo)', '$(call chart_field,external_secrets_version)'))]"
