@@ -20,6 +20,7 @@ CUSTOMERS=${E2E_CUSTOMERS:-500}
 TERMINALS=${E2E_TERMINALS:-1000}
 MINIO_PORT=${E2E_MINIO_PORT:-19000}   # local ends of the port-forwards
 MLFLOW_PORT=${E2E_MLFLOW_PORT:-15000}
+PARSE_TIMEOUT=${E2E_PARSE_TIMEOUT:-600}  # seconds for git-sync and the DAG processor
 RUN_TIMEOUT=${E2E_RUN_TIMEOUT:-3600}  # seconds for the DAG run
 POLL=${E2E_POLL:-20}
 KEEP=${E2E_KEEP:-0}
@@ -84,7 +85,27 @@ AWS_ACCESS_KEY_ID=$(secret AWS_ACCESS_KEY_ID) AWS_SECRET_ACCESS_KEY=$(secret AWS
 
 say "DAG $DAG, logical date $DAY (run $RUN_ID)"
 airflow() { "$KUBECTL" --namespace "$NS" exec deployment/airflow-scheduler -- airflow "$@"; }
+# Unpause and trigger only a parsed DAG: on one not in the database yet, `dags unpause` prints
+# "No paused DAGs were found" and exits 0, and the trigger fails. And only one without a
+# schedule (charts/airflow-values.dev.yaml): with @daily, unpausing first queues the run of
+# today, which takes every generated day as arrived and leaves the e2e date nothing to do.
+dag_state() {
+  { airflow dags details "$DAG" -o json 2>/dev/null || true; } | "$PY" scripts/e2e_check.py dag-state
+}
+deadline=$((SECONDS + PARSE_TIMEOUT))
+while state=$(dag_state); [ "$state" = unparsed ]; do
+  say "waiting for $DAG to be parsed (git-sync, then the DAG processor)"
+  [ "$SECONDS" -lt "$deadline" ] || { echo "$DAG was not parsed in ${PARSE_TIMEOUT}s:" \
+    "kubectl -n $NS logs deploy/airflow-dag-processor -c git-sync; airflow dags list-import-errors" >&2; exit 1; }
+  sleep "$POLL"
+done
+case "$state" in
+  scheduled*) echo "$DAG is $state: unpausing would start the scheduled run of today first;" \
+    "the dev values set FRAUDOPS_SCHEDULE=none (charts/airflow-values.dev.yaml)" >&2; exit 1 ;;
+esac
 airflow dags unpause "$DAG"
+state=$(dag_state)
+[ "$state" = unpaused ] || { echo "$DAG is $state after \`airflow dags unpause\`" >&2; exit 1; }
 airflow dags trigger "$DAG" --logical-date "${DAY}T00:00:00+00:00" --run-id "$RUN_ID"
 deadline=$((SECONDS + RUN_TIMEOUT))
 while :; do

@@ -40,6 +40,21 @@ def run_state(runs: list[dict], run_id: str) -> str:
     return states[0] if states else "missing"
 
 
+def dag_state(details: str) -> str:
+    """What `airflow dags details <dag> -o json` says of a DAG: "unparsed" (not in the database
+    yet: the command fails, and `dags unpause` would print "No paused DAGs were found" and exit
+    0), "scheduled <summary>" (unpausing would start scheduled runs), "paused" or "unpaused"."""
+    start = details.find("[")  # after any log line the CLI printed first
+    try:
+        (dag,) = json.loads(details[start:]) if start >= 0 else []
+    except ValueError:
+        return "unparsed"
+    summary = dag.get("timetable_summary")
+    if summary not in (None, "None"):
+        return f"scheduled {summary}"
+    return "paused" if dag["is_paused"] else "unpaused"
+
+
 def scored_rows(root: str, day: str) -> int:
     import pyarrow.parquet as pq
 
@@ -77,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     last.add_argument("--days", type=int, required=True)
     state = sub.add_parser("run-state", help="a DAG run's state from list-runs JSON on stdin")
     state.add_argument("--run-id", required=True)
+    sub.add_parser("dag-state", help="a DAG's state from `airflow dags details -o json` on stdin")
     final = sub.add_parser("assert", help="a champion exists and the day was scored")
     final.add_argument("--tracking-uri", required=True)
     final.add_argument("--lake-root", required=True)
@@ -87,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         print(lake_root())
     elif args.command == "last-day":
         print(last_day(args.days))
+    elif args.command == "dag-state":
+        print(dag_state(sys.stdin.read()))
     elif args.command == "run-state":
         print(run_state(json.loads(sys.stdin.read() or "[]"), args.run_id))
     else:

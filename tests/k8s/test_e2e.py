@@ -39,6 +39,13 @@ case "$(basename "$0") $*" in
   *" get secret "*) printf testing | base64 ;;
   *" port-forward "*) exec sleep 600 ;;
   *"dags list-runs"*) printf '%s\\n' "$FAKE_RUNS" ;;
+  *"dags details"*)  # the n-th answer of FAKE_DETAILS (the last one after that); "" fails
+    n=$(grep -c "dags details" "$FAKE_LOG")
+    answer=$(printf '%s' "$FAKE_DETAILS" | "$FAKE_PY" -c \
+      'import json, sys; a = json.load(sys.stdin); print(a[min(int(sys.argv[1]), len(a)) - 1])' "$n")
+    [ -n "$answer" ] || { echo "DAG: $3 does not exist in 'dag' table" >&2; exit 1; }
+    printf '%s\\n' "$answer" ;;
+  *"dags unpause"*) echo "No paused DAGs were found" ;;
   "kind get clusters"*) ;;
   *"apply -f -"*) cat > /dev/null ;;
 esac
@@ -56,12 +63,24 @@ def fakes(tmp_path):
     return bin_dir, tmp_path / "calls.log"
 
 
-def run_e2e(fakes, s3_endpoint, tracking_uri, runs, model_name):
+def details(paused: bool, schedule: str | None = None) -> str:
+    """`airflow dags details <dag> -o json` of a parsed DAG (Airflow 3.1's DAGResponse, the
+    fields the script reads; a null timetable's summary is "None")."""
+    return json.dumps([{"dag_id": platform()["airflow"]["dag_id"], "is_paused": paused,
+                        "timetable_summary": schedule or "None"}])
+
+
+# Not parsed twice (git-sync, then the DAG processor), then paused, then unpaused.
+PARSED_LATE = ["", "", details(True), details(False)]
+
+
+def run_e2e(fakes, s3_endpoint, tracking_uri, runs, model_name, dag_details=PARSED_LATE):
     bin_dir, log = fakes
     cluster = f"e2e-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
            "FAKE_LOG": str(log), "FAKE_CLUSTER": cluster, "REAL_KUBECTL": KUBECTL,
-           "FAKE_RUNS": json.dumps(runs), "E2E_CLUSTER": cluster, "E2E_DAYS": str(DAYS),
+           "FAKE_RUNS": json.dumps(runs), "FAKE_DETAILS": json.dumps(dag_details),
+           "FAKE_PY": CHECK[0], "E2E_CLUSTER": cluster, "E2E_DAYS": str(DAYS),
            "E2E_CUSTOMERS": "50", "E2E_TERMINALS": "100", "E2E_POLL": "0",
            "E2E_MINIO_PORT": s3_endpoint.rsplit(":", 1)[1],
            "E2E_MLFLOW_PORT": tracking_uri.rsplit(":", 1)[1], "E2E_MODEL_NAME": model_name,
@@ -129,6 +148,10 @@ def test_e2e_builds_deploys_loads_runs_one_date_and_asserts(fakes, lake_bucket, 
                    "dags trigger"),
              index(f"kind delete cluster --name {cluster}")]
     assert order == sorted(order)
+    # It waited for the DAG to be parsed, unpaused it, saw it unpaused, and only then triggered.
+    dag_calls = [c.split(" airflow dags ", 1)[1].split()[0] for c in calls
+                 if " airflow dags " in c and "list-runs" not in c]
+    assert dag_calls == ["details", "details", "details", "unpause", "details", "trigger"]
     assert sum(c.startswith("docker build") for c in calls) == 3
     trigger = calls[order[6]]
     assert f"--logical-date {DAY}T00:00:00+00:00 --run-id e2e-{DAY}" in trigger
@@ -169,3 +192,53 @@ def test_e2e_check_reads_a_run_state_from_list_runs_json():
     last = subprocess.run([*CHECK, "last-day", "--days", str(DAYS)], cwd=REPO, env=ENV,
                           capture_output=True, text=True, check=True)
     assert last.stdout.strip() == DAY
+
+
+def test_e2e_stops_before_unpausing_a_scheduled_dag(fakes, lake_bucket, mlflow_server,
+                                                    s3_server):
+    """With a schedule, unpausing first queues the run of today: the script refuses."""
+    result, calls, cluster = run_e2e(fakes, s3_server, mlflow_server, [], "none",
+                                     dag_details=["", details(True, "@daily")])
+    assert result.returncode != 0
+    assert "scheduled @daily" in result.stderr and "FRAUDOPS_SCHEDULE=none" in result.stderr
+    assert not [c for c in calls if "dags unpause" in c or "dags trigger" in c]
+    assert calls[-1] == f"kind delete cluster --name {cluster}"
+
+
+def test_e2e_does_not_trust_an_unpause_that_found_nothing(fakes, lake_bucket, mlflow_server,
+                                                          s3_server):
+    """`airflow dags unpause` exits 0 when it changed nothing ("No paused DAGs were found")."""
+    result, calls, _ = run_e2e(fakes, s3_server, mlflow_server, [], "none",
+                               dag_details=[details(True), details(True)])
+    assert result.returncode != 0
+    assert "is paused after `airflow dags unpause`" in result.stderr
+    assert not [c for c in calls if "dags trigger" in c]
+
+
+def test_e2e_dag_state_reads_dags_details():
+    for answer, state in (("", "unparsed"), ("Error: DAG does not exist", "unparsed"),
+                          ("some log line\n" + details(True), "paused"),
+                          (details(False), "unpaused"),
+                          (details(True, "@daily"), "scheduled @daily")):
+        result = subprocess.run([*CHECK, "dag-state"], input=answer, cwd=REPO, env=ENV,
+                                capture_output=True, text=True, check=True)
+        assert result.stdout.strip() == state, answer
+
+
+def test_the_dev_values_give_the_dag_no_schedule(monkeypatch):
+    """Every Airflow component that parses the DAG file gets FRAUDOPS_SCHEDULE from the dev
+    values, and the DAG's settings read it as no schedule; the base values keep one."""
+    import yaml
+
+    from fraudops.orchestration import settings as dag_settings
+    from tests.k8s.manifests import deep_merge
+
+    base = yaml.safe_load((REPO / "charts" / "airflow-values.yaml").read_text())
+    dev = deep_merge(base, yaml.safe_load(
+        (REPO / "charts" / "airflow-values.dev.yaml").read_text()))
+    for component in ("dagProcessor", "scheduler", "triggerer", "workers"):
+        env = {e["name"]: e["value"] for e in dev[component].get("env", [])}
+        assert dag_settings.SCHEDULE_ENV in env, component
+        monkeypatch.setenv(dag_settings.SCHEDULE_ENV, env[dag_settings.SCHEDULE_ENV])
+        assert dag_settings.load_settings().schedule is None, component
+    assert not [e for e in base.get("env", []) if e["name"] == dag_settings.SCHEDULE_ENV]
