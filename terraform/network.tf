@@ -115,18 +115,27 @@ resource "yandex_vpc_security_group" "api" {
   }
 }
 
-# PostgreSQL accepts connections from the cluster's nodes only (pod traffic leaves masqueraded as
-# the node address, so the node security group identifies it).
+# PostgreSQL accepts connections from the cluster only: its nodes (the cluster security group)
+# and its pods (cluster_ipv4_range). Whether a pod's connection leaves with the node's address
+# or its own depends on the masquerading rules of the node (ip-masq-agent does not masquerade
+# traffic to private ranges by default), so both are admitted, on the pooler's port only.
 resource "yandex_vpc_security_group" "postgres" {
-  #checkov:skip=CKV_YC_19: the check reads v4_cidr_blocks of the first rule and crashes on a rule that names a security group; the only rule here admits the cluster security group on one port
+  #checkov:skip=CKV_YC_19: the check reads v4_cidr_blocks of every rule and crashes on a rule that names a security group; the rules here admit the cluster security group and the pod range on one port
   name        = "${local.project}-postgres"
-  description = "PostgreSQL access from the Kubernetes nodes only"
+  description = "PostgreSQL access from the Kubernetes nodes and pods only"
   folder_id   = var.folder_id
   network_id  = yandex_vpc_network.this.id
   labels      = local.labels
 
   ingress {
-    description       = "PostgreSQL through the connection pooler"
+    description    = "PostgreSQL through the connection pooler, from pods (not masqueraded)"
+    protocol       = "TCP"
+    v4_cidr_blocks = [var.cluster_ipv4_range]
+    port           = local.postgres_port
+  }
+
+  ingress {
+    description       = "PostgreSQL through the connection pooler, from the nodes (masqueraded pods)"
     protocol          = "TCP"
     security_group_id = yandex_vpc_security_group.cluster.id
     port              = local.postgres_port

@@ -103,3 +103,18 @@ def test_yandex_cidrs_are_terraforms():
     assert namespaces == {NS["platform"], NS["jobs"]}
     assert hcl.resolve(hcl.outputs()["egress_cidrs"]["value"]) == {
         "vpc": "${var.network_cidr}", "object_storage": "${var.object_storage_cidrs}"}
+
+
+def test_yandex_api_egress_allows_every_port_terraform_opens_on_the_master():
+    """Calico applies egress rules after kube-proxy's DNAT: the `kubernetes` Service's 443
+    becomes an address and port of its Endpoints, which only a live cluster shows. Both ports
+    the master's security group opens are allowed, in every namespace that calls the API."""
+    master_ports = {rule["port"] for rule in
+                    hcl.resource("yandex_vpc_security_group.api").body["ingress"]}
+    assert master_ports == {443, 6443}
+    api = [p for p in overlay_policies("yandex") if p["metadata"]["name"] == "allow-api-server-egress"]
+    assert {p["metadata"]["namespace"] for p in api} == {NS["platform"], NS["jobs"],
+                                                         NS["spark_operator"]}
+    for policy in api:
+        ports = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
+        assert ports == master_ports, policy["metadata"]["namespace"]

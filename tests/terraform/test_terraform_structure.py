@@ -263,11 +263,15 @@ def test_api_accepts_only_allowed_cidrs_and_the_vpc_on_api_ports():
     assert "var.master_public_ip ? var.api_allowed_cidrs : []" in source
 
 
-def test_postgres_accepts_only_the_cluster_nodes_on_its_port():
+def test_postgres_accepts_only_the_cluster_nodes_and_pods_on_its_port():
+    """The nodes (a pod masqueraded to its node's address) and the pod range (a pod that
+    keeps its own address towards a private range), on the pooler's port only."""
     security_group = hcl.resource("yandex_vpc_security_group.postgres").body
-    (rule,) = security_group["ingress"]
-    assert rule["security_group_id"] == "${yandex_vpc_security_group.cluster.id}"
-    assert rule["port"] == "${local.postgres_port}" and rule["protocol"] == "TCP"
+    pods, nodes = sorted(security_group["ingress"], key=lambda rule: "security_group_id" in rule)
+    assert pods["v4_cidr_blocks"] == ["${var.cluster_ipv4_range}"]
+    assert nodes["security_group_id"] == "${yandex_vpc_security_group.cluster.id}"
+    for rule in (pods, nodes):
+        assert rule["port"] == "${local.postgres_port}" and rule["protocol"] == "TCP"
     assert "egress" not in security_group
 
 
