@@ -1,6 +1,6 @@
-"""What the DAG's two branch tasks read from the lake: new raw files, and clean's verdict.
+"""What the DAG's checks read from the lake: the day's raw file, new raw files, clean's verdict.
 
-Both import the lake helpers when a task runs, not when the DAG is parsed.
+They import the lake helpers when a task runs, not when the DAG is parsed.
 """
 
 from __future__ import annotations
@@ -8,6 +8,15 @@ from __future__ import annotations
 from typing import Any
 
 from fraudops.core.lake import Lake
+
+
+def day_file_arrived(lake: Lake, ds: str) -> bool:
+    """Whether the raw file of the day ``ds`` is in the lake. A lake root without raw/ is an
+    error naming the folder, as for new_raw_files: a wrong root is no missing day."""
+    from fraudops.core import rawfiles
+
+    arrived, _ = rawfiles.arrived_files(lake, ds)
+    return any(rawfiles.file_day(entry.path.rsplit("/", 1)[-1]) == ds for entry in arrived)
 
 
 def new_raw_files(lake: Lake, ds: str) -> list[str]:

@@ -19,9 +19,11 @@ from typing import Any
 from fraudops.core import config
 from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS, RunContext
+from fraudops.orchestration.timing import run_day
 
 BACKEND_ENV = "FRAUDOPS_BACKEND"
 SCHEDULE_ENV = "FRAUDOPS_SCHEDULE"
+ARRIVAL_DEADLINE_ENV = "FRAUDOPS_ARRIVAL_DEADLINE_HOURS"
 START_DATE_ENV = "FRAUDOPS_START_DATE"
 SPARK_IMAGE_ENV = "FRAUDOPS_SPARK_IMAGE"
 JOBS_NAMESPACE_ENV = "FRAUDOPS_JOBS_NAMESPACE"
@@ -38,6 +40,8 @@ BACKENDS = (LOCAL, KUBERNETES)
 
 DEFAULT_SCHEDULE = "@daily"
 DEFAULT_START_DATE = "2018-04-01"  # the first day of the synthetic lake
+# How long after its day has ended a run waits for the day's raw file (docs/dag.md).
+DEFAULT_ARRIVAL_DEADLINE_HOURS = 6
 DEFAULT_STEP_TIMEOUT_MINUTES = 120
 DEFAULT_RETRIES = 2
 # The repository layout (editable install, or an image that copies the repository as is).
@@ -53,6 +57,7 @@ class Settings:
     tracking_uri: str | None  # None: the local job picks its own SQLite store
     schedule: str | None  # None: manual runs only
     start_date: datetime
+    arrival_deadline: timedelta  # after the end of the day, the longest wait for its raw file
     step_timeout: timedelta
     retries: int  # per task, with exponential back-off
     spark_image: str
@@ -82,6 +87,8 @@ def load_settings() -> Settings:
         or (_in_cluster_tracking_uri() if on_kubernetes else None),
         schedule=_schedule(env.get(SCHEDULE_ENV, DEFAULT_SCHEDULE)),
         start_date=_start_date(env.get(START_DATE_ENV) or DEFAULT_START_DATE),
+        arrival_deadline=_arrival_deadline(
+            env.get(ARRIVAL_DEADLINE_ENV) or str(DEFAULT_ARRIVAL_DEADLINE_HOURS)),
         step_timeout=timedelta(
             minutes=int(env.get(STEP_TIMEOUT_ENV) or DEFAULT_STEP_TIMEOUT_MINUTES)
         ),
@@ -146,11 +153,21 @@ def _start_date(value: str) -> datetime:
     return day.replace(tzinfo=timezone.utc)
 
 
+def _arrival_deadline(value: str) -> timedelta:
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = -1.0
+    if not 0 <= hours < 24:  # a run must not still wait when the next day's run is due
+        raise ValueError(f"{ARRIVAL_DEADLINE_ENV}={value!r}: expected hours, at least 0, under 24")
+    return timedelta(hours=hours)
+
+
 def run_context(context: Mapping[str, Any], settings: Settings) -> RunContext:
     """The steps' view of an Airflow run: its logical day, its id, the lake root."""
     ds = context.get("ds")
-    if not ds:  # Airflow 3 allows runs without a logical date: use the day the run was due
-        ds = context["dag_run"].run_after.date().isoformat()
+    if not ds:  # Airflow 3 allows runs without a logical date: the last day ended by then
+        ds = run_day(context["dag_run"].run_after)
     return RunContext(
         ds=ds, run_id=context["run_id"], lake_root=settings.lake_root,
         extra_args=settings.step_args,

@@ -13,13 +13,17 @@ import pytest
 from fraudops.core import storage
 from fraudops.core.lake import Lake
 from fraudops.core.steps import safe_id
-from fraudops.orchestration.arrivals import clean_summary
+from fraudops.core.steps import STEPS, RunContext
+from fraudops.orchestration.arrivals import clean_summary, new_raw_files
+from fraudops.orchestration.timing import ARRIVED, MISSING
 from fraudops.orchestration.local_airflow import local_airflow_env
 from tests.paths import REPO
 
 SKIP_PATH = {
+    "wait_for_raw_file": "success",
     "detect_new_files": "success",
     "no_new_data": "success",
+    "day_missing": "skipped",
     "clean": "skipped",
     "has_new_rows": "skipped",
     "no_new_rows": "skipped",
@@ -31,14 +35,33 @@ SKIP_PATH = {
 }
 
 
+MISSING_PATH = {**SKIP_PATH, "day_missing": "success"}
+
+
 @pytest.mark.slow
-def test_a_day_without_raw_files_ends_on_the_skip_path(local_airflow, tmp_path):
-    # Only a file from a later day: it has not "arrived" by the run's logical day.
+def test_a_day_without_its_raw_file_ends_on_the_missing_path(local_airflow, tmp_path):
+    # Only a file from a later day: it has not "arrived" by the run's logical day, whose
+    # deadline passed long ago, so the run does not wait.
     storage.write_bytes(Lake(str(tmp_path / "lake")).raw_file("2018-04-05"), b"future\n")
     result = local_airflow.dags_test("2018-04-01")
     assert result.returncode == 0, result.stdout[-5000:]
+    assert "raw file of 2018-04-01: missing (deadline 2018-04-02T06:00:00+00:00)" in result.stdout
     assert "0 new raw file(s) by 2018-04-01" in result.stdout
     assert local_airflow.dag_run("2018-04-01").state == "success"
+    assert local_airflow.task_states("2018-04-01") == MISSING_PATH
+
+
+@pytest.mark.slow
+def test_a_day_whose_file_is_processed_already_ends_on_the_skip_path(local_airflow, tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    storage.write_bytes(lake.raw_file("2018-04-01"), b"a day\n")
+    (entry,) = storage.list_files(lake.raw)
+    storage.write_json(
+        lake.manifest, {"2018-04-01.txt": {"size": entry.size, "mtime_ns": entry.mtime_ns}}
+    )
+    result = local_airflow.dags_test("2018-04-01")
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert "raw file of 2018-04-01: arrived" in result.stdout
     assert local_airflow.task_states("2018-04-01") == SKIP_PATH
 
 
@@ -98,28 +121,52 @@ def test_detect_new_files_runs_without_pyspark(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def _branch(dag, task_id, monkeypatch, ds, run_id="manual__x"):
-    """Call a branch task's function as Airflow would, for the run (ds, run_id)."""
+def _branch(dag, task_id, monkeypatch, ds, run_id="manual__x", *args):
+    """Call a branch task's function as Airflow would, for the run (ds, run_id), with the
+    upstream values ``args``."""
     function = dag.get_task(task_id).python_callable
     context = {"ds": ds, "run_id": run_id}
     monkeypatch.setitem(function.__globals__, "get_current_context", lambda: context)
-    return function()
+    return function(*args)
 
 
 def test_detect_new_files_branches_on_arrived_unprocessed_files(local_dag, monkeypatch):
     lake = Lake(local_dag.get_task("clean").settings.lake_root)
+
+    def detect(ds, day_file=ARRIVED):
+        return _branch(local_dag, "detect_new_files", monkeypatch, ds, "manual__x", day_file)
+
     with pytest.raises(storage.FolderNotFound, match=lake.raw):  # a wrong root is an error
-        _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01")
+        detect("2018-04-01")
     os.makedirs(lake.raw)
-    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01") == "no_new_data"
+    assert detect("2018-04-01", MISSING) == ["no_new_data", "day_missing"]
     storage.write_bytes(lake.raw_file("2018-04-02"), b"a day\n")
-    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-01") == "no_new_data"
-    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-02") == "clean"
+    assert detect("2018-04-01", MISSING) == ["no_new_data", "day_missing"]
+    assert detect("2018-04-02") == ["clean"]
     (entry,) = storage.list_files(lake.raw)
     storage.write_json(
         lake.manifest, {"2018-04-02.txt": {"size": entry.size, "mtime_ns": entry.mtime_ns}}
     )
-    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-02") == "no_new_data"
+    assert detect("2018-04-02") == ["no_new_data"]
+
+
+def test_a_file_after_its_deadline_is_cleaned_by_the_next_run(local_dag, monkeypatch):
+    """The run of 04-02 went on without its file; the file comes, late, with the next day's:
+    the run of 04-03 cleans both. Its own day missing, it still cleans an earlier late file."""
+    lake = Lake(local_dag.get_task("clean").settings.lake_root)
+    os.makedirs(lake.raw)
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-02", "manual__x",
+                   MISSING) == ["no_new_data", "day_missing"]
+    storage.write_bytes(lake.raw_file("2018-04-02"), b"late\n")
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-03", "manual__x",
+                   MISSING) == ["clean", "day_missing"]
+    storage.write_bytes(lake.raw_file("2018-04-03"), b"on time\n")
+    assert _branch(local_dag, "detect_new_files", monkeypatch, "2018-04-03", "manual__x",
+                   ARRIVED) == ["clean"]
+    # What clean then takes (clean --until ds): both files, the late one too.
+    args = STEPS["clean"].args(RunContext("2018-04-03", "r", lake.root))
+    assert args[args.index("--until") + 1] == "2018-04-03"
+    assert new_raw_files(lake, "2018-04-03") == ["2018-04-02.txt", "2018-04-03.txt"]
 
 
 def test_has_new_rows_follows_the_clean_summary_of_the_run(local_dag, monkeypatch):

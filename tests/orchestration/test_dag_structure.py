@@ -17,8 +17,10 @@ from tests.orchestration.conftest import DAG_FILE, load_dag
 from tests.paths import REPO
 
 EXPECTED_EDGES = {
+    ("wait_for_raw_file", "detect_new_files"),
     ("detect_new_files", "clean"),
     ("detect_new_files", "no_new_data"),
+    ("detect_new_files", "day_missing"),
     ("clean", "has_new_rows"),
     ("has_new_rows", "features"),
     ("has_new_rows", "no_new_rows"),
@@ -102,25 +104,25 @@ def test_the_graph_does_not_depend_on_the_backend(local_dag, kubernetes_dag):
 
 
 def test_dag_settings(local_dag):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+
     assert local_dag.dag_id == platform()["airflow"]["dag_id"]
     assert local_dag.max_active_runs == 1
     assert local_dag.catchup is False
     assert local_dag.start_date == datetime(2018, 4, 1, tzinfo=timezone.utc)
-    assert local_dag.timetable.summary == _summary("@daily")
+    # Data intervals: the run for a day starts when the day ends (test_timing.py).
+    assert local_dag.timetable == CronDataIntervalTimetable("@daily", "UTC")
 
 
 def test_schedule_and_start_date_come_from_the_environment(monkeypatch):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+    from airflow.timetables.simple import NullTimetable
+
     dag, _ = load_dag(monkeypatch, FRAUDOPS_SCHEDULE="0 3 * * *", FRAUDOPS_START_DATE="2018-05-01")
-    assert dag.timetable.summary == _summary("0 3 * * *")
+    assert dag.timetable == CronDataIntervalTimetable("0 3 * * *", "UTC")
     assert dag.start_date == datetime(2018, 5, 1, tzinfo=timezone.utc)
     manual, _ = load_dag(monkeypatch, FRAUDOPS_SCHEDULE="none")
-    assert manual.timetable.summary == _summary(None)
-
-
-def _summary(schedule):
-    from airflow.sdk import DAG
-
-    return DAG("reference", schedule=schedule).timetable.summary
+    assert isinstance(manual.timetable, NullTimetable)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -163,13 +163,13 @@ def test_local_operator_runs_the_step_and_fails_with_it(fake_step_module, monkey
         operator.execute(context)
 
 
-def test_run_context_without_a_logical_date_uses_the_day_the_run_was_due(tmp_path):
+def test_run_context_without_a_logical_date_uses_the_last_day_ended_when_due(tmp_path):
     from datetime import datetime, timezone
 
     settings = load_settings()
     due = SimpleNamespace(run_after=datetime(2018, 4, 9, 1, 30, tzinfo=timezone.utc))
     ctx = run_context({"run_id": "manual__x", "dag_run": due}, settings)
-    assert ctx == RunContext("2018-04-09", "manual__x", settings.lake_root)
+    assert ctx == RunContext("2018-04-08", "manual__x", settings.lake_root)
 
 
 def test_extra_step_options_from_the_environment_follow_the_standard_ones(monkeypatch):
