@@ -6,13 +6,14 @@ Generates a lake of a few months in which the world changes on one day (--change
 shop more often and compromised cards start card testing, fraudops.simulator.handbook.WorldChange),
 withholds one day's file (a day when nothing arrives), then runs the Airflow DAG with
 `airflow dags test` for the logical dates of --run-days: the first run backfills everything that
-has arrived, tunes and makes the first champion; the day without a file takes the skip path; a
-run some days after the change finds the champion degraded and the drift report alerting, while
-its challenger, refitted on a window from before the change too, is rejected; a run once the
-training window holds the change tunes again (the drift alert), and its challenger is promoted
-under the production policy (`ci`). Days between runs arrive together, as after a pause. Spark
-runs on local[*], MLflow is a local SQLite store. Ends with a table of the runs, where the time
-went per step, and the report's path.
+has arrived, tunes and makes the first champion; the day without a file takes the missing path
+(day_missing; its arrival deadline passed long ago, so the run does not wait) and, with nothing
+else new, skips the model steps; a run some days after the change finds the champion degraded
+and the drift report alerting, while its challenger, refitted on a window from before the change
+too, is rejected; a run once the training window holds the change tunes again (the drift
+alert), and its challenger is promoted under the production policy (`ci`). Days between runs
+arrive together, as after a pause. Spark runs on local[*], MLflow is a local SQLite store.
+Ends with a table of the runs, where the time went per step, and the report's path.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="the logical dates to run, as day indices from the lake's first day "
                    "(the first one backfills that many days of history)")
     p.add_argument("--missing", type=int, default=1,
-                   help="which run (0-based) finds no new file")
+                   help="which run (0-based) finds no file for its day (and no other new one)")
     p.add_argument("--change-day", type=int, default=73,
                    help="day index from which the world changes (negative: never)")
     p.add_argument("--seed", type=int, default=7)
@@ -99,11 +100,15 @@ def task_progress(line: str) -> None:
 
 
 def run_path(states: dict[str, str | None]) -> str:
+    """The path a run took, from its task states; "day missing, ..." when the day's own file
+    did not arrive by its deadline (the run still cleans the other new files)."""
     if states.get("no_new_data") == "success":
-        return "skipped: no new file"
-    if states.get("no_new_rows") == "success":
-        return "skipped: no new rows"
-    return "trained" if states.get("train") == "success" else "incomplete"
+        path = "skipped: no new file"
+    elif states.get("no_new_rows") == "success":
+        path = "skipped: no new rows"
+    else:
+        path = "trained" if states.get("train") == "success" else "incomplete"
+    return f"day missing, {path}" if states.get("day_missing") == "success" else path
 
 
 def summary_row(lake: Lake, airflow: LocalAirflow, day: str) -> dict:
@@ -182,7 +187,7 @@ def run_demo(args: argparse.Namespace, times: list[dict] | None = None) -> list[
     missing = dates[args.missing] if 0 <= args.missing < len(dates) else None
     if missing:
         os.remove(lake.raw_file(missing))
-        say(f"withholding {missing}: that run finds no new file")
+        say(f"withholding {missing}: that run finds its day missing")
 
     step_args = {step_args_env(step): getattr(args, f"{step}_args")
                  for step in DEMO_STEP_ARGS if getattr(args, f"{step}_args")}
@@ -216,7 +221,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     timing = format_table(times + [{"date": "all runs", **{
         key: sum(t[key] or 0.0 for t in times) for key in times[0] if key != "date"}}],
         digits=0)
-    print("seconds per step (Airflow task durations; other: Airflow itself, the branch tasks)")
+    print("seconds per step (Airflow task durations; other: Airflow itself, the wait for the "
+          "day's file, the branch tasks)")
     print(timing + "\n", flush=True)
     (home / "demo_summary.json").write_text(json.dumps({"runs": rows, "seconds": times},
                                                        indent=2) + "\n")

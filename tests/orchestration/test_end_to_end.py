@@ -54,7 +54,8 @@ def test_each_date_took_its_path(demo_run):
     _, _, rows = demo_run
     assert [r["date"] for r in rows] == DATES
     assert [r["dag_run"] for r in rows] == ["success"] * 3
-    assert [r["path"] for r in rows] == ["trained", "skipped: no new file", "trained"]
+    assert [r["path"] for r in rows] == [
+        "trained", "day missing, skipped: no new file", "trained"]
     assert rows[0]["decision"] == "first_champion"
     assert [r["train"] for r in rows] == ["tune", "-", "refit"]
     assert rows[2]["decision"] in {"promoted", "rejected_policy", "rejected_gates"}
