@@ -109,10 +109,9 @@ def fraud_retraining():
         go_on = summary["has_new_rows"] or summary.get("features_pending")
         return "features" if go_on else "no_new_rows"
 
-    pool = {"pool": NAMES["airflow"]["lake_writer_pool"]}
     steps = {
         name: spark_step(step, SETTINGS, outlets=OUTLETS.get(name, []),
-                         **(pool if step.writes_lake_state else {}))
+                         **({"pool": NAMES["airflow"][step.pool]} if step.pool else {}))
         for name, step in STEPS.items()
     }
     no_new_data = EmptyOperator(task_id="no_new_data", execution_timeout=CHECK_TIMEOUT)

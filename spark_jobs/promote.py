@@ -81,12 +81,17 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     champion_before = loading.alias_version(registry.CHAMPION)
     champion = None if champion_before == challenger else champion_before
     test = trained["split"]["test"]
+    older = champion and registry.older_than_champion(
+        trained["split"]["train"]["end"],
+        registry.training_window(mlflow.MlflowClient(), tracking.MODEL_NAME, champion), champion)
     laps.lap("mlflow set-up, aliases")
     log.info("challenger v%s vs champion %s on %s..%s", challenger,
              f"v{champion}" if champion else "(none)", test["start"], test["end"])
-    challenger_scored, champion_scored = paired_scores(spark, lake, test, challenger, champion)
+    challenger_scored, champion_scored = paired_scores(spark, lake, test, challenger,
+                                                       None if older else champion)
     challenger_metrics = evaluation.metrics_of(challenger_scored)
-    champion_metrics = evaluation.metrics_of(champion_scored) if champion else None
+    champion_metrics = evaluation.metrics_of(champion_scored) if champion_scored is not None \
+        else None
     interval = None
     if champion_scored is not None:
         days, _, labels, challenger_probability = evaluation.arrays(challenger_scored)
@@ -100,7 +105,8 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
             seed=0,
         )
     laps.lap("metrics and bootstrap")
-    decision = registry.decide(challenger_metrics, champion_metrics, interval, gates, policy)
+    decision = older or registry.decide(challenger_metrics, champion_metrics, interval, gates,
+                                        policy)
     champion_after = challenger if decision.promote else champion_before
     summary = {
         "run_id": run_id, "as_of": as_of, "decision": decision.kind,

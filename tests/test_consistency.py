@@ -87,7 +87,8 @@ ALLOWED: dict[str, set[str]] = {
     # Every "fraudops-..." token anywhere: a retyped name in free text (a shell command, a URL).
     "prefixed": {value for value in (
         *NS.values(), *SA.values(), *SECRETS.values(), *BUCKETS.values(), *OUR_IMAGES,
-        NAMES["airflow"]["lake_writer_pool"],  # the chart's migration job creates the pool
+        NAMES["airflow"]["lake_writer_pool"],  # the chart's migration job creates the pools
+        NAMES["airflow"]["model_pool"],
         MLFLOW["auth_spark_user"],  # the MLflow account the chart's auth bootstrap creates
     ) if value.startswith(f"{PROJECT}-")} | {ENVIRONMENT_CONFIGMAP, POSTGRES["ca_configmap"]},
 }

@@ -48,6 +48,17 @@ class Step:
     # Writes the lake's state (manifest, clean_days.json, pending days, window sums): one such
     # task at a time (platform.yaml airflow.lake_writer_pool, and fraudops.core.lease).
     writes_lake_state: bool = False
+    # Reads or moves @champion and settles the score ledger (promote, score): one such task at
+    # a time (platform.yaml airflow.model_pool), so that overlapping runs neither race on the
+    # aliases nor score with a champion another run is replacing.
+    uses_champion: bool = False
+
+    @property
+    def pool(self) -> str | None:
+        """The platform.yaml key (under airflow) of the Airflow pool this step's task takes."""
+        if self.writes_lake_state:
+            return "lake_writer_pool"
+        return "model_pool" if self.uses_champion else None
 
     def args(self, ctx: RunContext) -> list[str]:
         common = ["--lake-root", ctx.lake_root, "--run-id", ctx.safe_run_id]
@@ -80,8 +91,10 @@ STEPS: dict[str, Step] = {
              writes_lake_state=True),
         Step("train", "spark_jobs.train", "Train a challenger with prequential validation",
              _TRAINING),
-        Step("promote", "spark_jobs.promote", "Champion/challenger comparison and promotion"),
-        Step("score", "spark_jobs.score", "Score the day with the champion"),
+        Step("promote", "spark_jobs.promote", "Champion/challenger comparison and promotion",
+             uses_champion=True),
+        Step("score", "spark_jobs.score", "Score every arrived day with the champion",
+             uses_champion=True),
         Step("report", "spark_jobs.report", "Metric-history report"),
     )
 }

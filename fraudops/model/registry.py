@@ -33,7 +33,7 @@ class Gates:
 @dataclass(frozen=True)
 class Decision:
     promote: bool
-    kind: str  # first_champion | promoted | rejected_gates | rejected_policy
+    kind: str  # first_champion | promoted | rejected_gates | rejected_policy | rejected_older
     reason: str
     diff: float | None = None
     ci_low: float | None = None
@@ -83,6 +83,28 @@ def decide(challenger: dict, champion: dict | None, interval, gates: Gates,
         return Decision(True, "promoted", f"better than the champion: {why}", diff, low, high)
     return Decision(False, "rejected_policy", f"not better under '{policy}': {why}", diff, low,
                     high)
+
+
+def training_window(client: MlflowClient, name: str, version: str) -> tuple[str, str] | None:
+    """The first and last day of the data ``version`` was trained on (its run's params), or
+    None for a version registered without them."""
+    mv = client.get_model_version(name, str(version))
+    params = client.get_run(mv.run_id).data.params if mv.run_id else {}
+    if "train_start" in params:
+        return params["train_start"], params["train_end"]
+    return None
+
+
+def older_than_champion(challenger_end: str, champion_window: tuple[str, str] | None,
+                        champion: str) -> Decision | None:
+    """A rejection when the champion was trained on data after the challenger's (a backfill or
+    manual run for an older date): an older run never replaces a newer champion."""
+    if champion_window is None or champion_window[1] <= challenger_end:
+        return None
+    return Decision(False, "rejected_older",
+                    f"the champion v{champion} was trained on data through "
+                    f"{champion_window[1]}, after this challenger's {challenger_end}: a run "
+                    "for an older date never replaces a champion trained on later data")
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:

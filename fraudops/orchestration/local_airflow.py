@@ -47,16 +47,20 @@ def local_airflow_env(
     return env
 
 
+POOLS = {"lake_writer_pool": "one writer of the lake state at a time",
+         "model_pool": "one promote or score at a time"}
+
+
 def migrate_airflow_db(env: dict[str, str]) -> None:
-    """Migrate the database and create the lake writers' pool, as the chart's job does."""
+    """Migrate the database and create the pools of one slot, as the chart's job does."""
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [str(AIRFLOW_BIN), "db", "migrate"], env=env, check=True, capture_output=True, timeout=300
     )
-    subprocess.run(
-        [str(AIRFLOW_BIN), "pools", "set", platform()["airflow"]["lake_writer_pool"], "1",
-         "one writer of the lake state at a time"],
-        env=env, check=True, capture_output=True, timeout=300)
+    for key, description in POOLS.items():
+        subprocess.run(
+            [str(AIRFLOW_BIN), "pools", "set", platform()["airflow"][key], "1", description],
+            env=env, check=True, capture_output=True, timeout=300)
 
 
 def _kill_group(pid: int) -> None:

@@ -80,6 +80,16 @@ def test_policy_better_compares_the_observed_difference():
     assert decision.kind == "promoted" and decision.ci_low == -0.1
 
 
+def test_an_older_challenger_never_replaces_a_champion_trained_on_later_data():
+    window = ("2018-05-20", "2018-06-10")
+    older = registry.older_than_champion("2018-06-01", window, "3")
+    assert older is not None and not older.promote and older.kind == "rejected_older"
+    assert "v3" in older.reason and "2018-06-10" in older.reason
+    assert registry.older_than_champion("2018-06-10", window, "3") is None  # same data: compare
+    assert registry.older_than_champion("2018-06-11", window, "3") is None
+    assert registry.older_than_champion("2018-06-01", None, "3") is None  # no window logged
+
+
 def test_policy_errors():
     with pytest.raises(ValueError, match="needs a bootstrap interval"):
         registry.decide(GOOD, GOOD, None, GATES, "ci")

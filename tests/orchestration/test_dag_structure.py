@@ -165,3 +165,11 @@ def test_the_lake_writing_tasks_share_a_pool_of_one_slot_that_the_chart_creates(
     values = yaml.safe_load((REPO / "charts" / "airflow-values.yaml").read_text())
     script = " ".join(values["migrateDatabaseJob"]["args"])
     assert "airflow db migrate" in script and f"airflow pools set {pool} 1 " in script
+
+
+def test_promote_and_score_share_a_pool_of_one_slot_that_the_chart_creates(local_dag):
+    pool = platform()["airflow"]["model_pool"]
+    assert {task.task_id for task in local_dag.tasks if task.pool == pool} == {"promote",
+                                                                                "score"}
+    values = yaml.safe_load((REPO / "charts" / "airflow-values.yaml").read_text())
+    assert f"airflow pools set {pool} 1 " in " ".join(values["migrateDatabaseJob"]["args"])
