@@ -3,8 +3,8 @@
     python -m spark_jobs.report
 
 Reads the history MLflow already holds (every training run's test metrics, every promotion's
-champion-vs-challenger metrics and decision, every scoring run's drift) and the lake's daily
-volumes, draws them, writes reports/index.html beside the PNGs and logs the lot to MLflow. A
+champion-vs-challenger metrics and decision, every scoring run's drift), the lake's daily
+volumes and its score ledger (late, restated, withdrawn and missing days), draws them, writes reports/index.html beside the PNGs and logs the lot to MLflow. A
 retry with the same --run-id after success returns the summary it wrote.
 """
 
@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fraudops.core import cli, config, storage  # noqa: E402
+from fraudops.core import cli, config, scored, storage  # noqa: E402
 from fraudops.core.lake import Lake  # noqa: E402
 from fraudops.model import tracking
 from fraudops.model.drift import PSI_ALERT  # noqa: E402
@@ -135,6 +135,34 @@ def decisions_table(promotions: pd.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def days_section(lake: Lake) -> str:
+    """Which days were scored, late, restated (with why) or missing (no file by the last run)."""
+    entries = scored.ledger(lake)
+    if not entries:
+        return "<p>No day scored yet.</p>"
+    days = sorted(storage.read_json(lake.clean_days, default={}) or {})
+    status = scored.status(lake, days)
+    last = max(e["as_of"] for e in entries.values())
+    expected = pd.date_range(min(entries), last).strftime("%Y-%m-%d")
+    missing = [d for d in expected if d not in days and d not in entries]
+    rows = [(d, "late", f"scored first by the run of {entries[d]['first_as_of']}")
+            for d in status["late_days"]]
+    rows += [(d, "withdrawn" if e.get("withdrawn") else "restated",
+              "; ".join(f"{r['as_of']}: {r['reason']} (v{r['previous_model_version']} "
+                        f"→ v{e['model_version']})" for r in e["restatements"]))
+             for d, e in entries.items() if e.get("restatements")]
+    rows += [(d, "missing", f"no file by the run of {last}") for d in missing]
+    counts = (f"<p>{status['days_scored']} day(s) scored up to the run of {last}: "
+              f"{len(status['late_days'])} late, {status['days_restated']} restated "
+              f"({status['restatements']} restatement(s)), {status['days_withdrawn']} "
+              f"withdrawn, {len(missing)} missing, {status['stale_scores']} stale.</p>")
+    if not rows:
+        return counts
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in sorted(rows))
+    return f"{counts}<table><tr><th>day</th><th>what</th><th>detail</th></tr>{body}</table>"
+
+
 def _fmt(value) -> str:
     return "" if value is None or pd.isna(value) else f"{value:.4f}"
 
@@ -152,8 +180,9 @@ def build(lake: Lake, folder: Path) -> Path:
         f"<p>Lake <code>{html.escape(lake.root)}</code>; tracking "
         f"<code>{html.escape(mlflow.get_tracking_uri())}</code>; champion version "
         f"<b>{html.escape(str(champion))}</b>; {len(trainings)} training run(s), "
-        f"{len(promotions)} promotion decision(s), {len(scorings)} scored day(s).</p>",
+        f"{len(promotions)} promotion decision(s), {len(scorings)} scoring run(s).</p>",
         "<h2>Promotion decisions</h2>", decisions_table(promotions),
+        "<h2>Scored days</h2>", days_section(lake),
         *[f'<h2>{name.removesuffix(".png").title()}</h2><img src="{name}" alt="{name}">'
           for name in images],
     ])

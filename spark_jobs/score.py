@@ -1,18 +1,25 @@
-"""Scoring job: the day's transactions through the champion, ranked, with the top-k alert list.
+"""Scoring job: every arrived day through the champion, ranked, with the top-k alert lists.
 
     python -m spark_jobs.score --date 2018-05-10
 
-Loads the version that `models:/<name>@champion` points at (resolved once, so the whole day is
-scored by one version even if the alias moves meanwhile), joins the day's transactions with
-both marts exactly as training did, and writes scores/ (probability, rank, model version) and
-alerts/ (the k cards with the highest risk). Feature drift against the champion's training
-window (its warm-up days left out, see fraudops.model.splits) is logged as PSI metrics, with a
-warning above 0.2. A retry with the same --run-id after success returns the summary it wrote;
-after a crash it rewrites the day's folders whole.
+Scores, as of the run's logical day, every clean day past the warm-up that was never scored or
+whose marts changed since it was (a late file, days that arrived together, a corrected or
+withdrawn day and the days its windows reach: fraudops.core.scored), and records each in the
+ledger _state/scores.json with the model version, the run and the features run whose marts it
+read; a day scored again is a restatement, recorded with its reason. Loads the version that
+`models:/<name>@champion` points at (resolved once, so every day of the run is scored by one
+version even if the alias moves meanwhile), joins the transactions with both marts exactly as
+training did, and writes scores/ (probability, rank, model version, features run) and alerts/
+(per day, the k cards with the highest risk). Feature drift of the newest scored day against
+the champion's training window (its warm-up days left out, see fraudops.model.splits) is
+logged as PSI metrics, with a warning above 0.2. A retry with the same --run-id after success
+returns the summary it wrote; after a crash it rewrites the days' folders whole and settles
+the ledger once.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -20,7 +27,7 @@ import mlflow
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from fraudops.core import cli, laps, storage
+from fraudops.core import cli, laps, lease, scored, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.model import drift, families, loading, registry, tracking
 from fraudops.model.splits import Period, first_full_day, warmed_up
@@ -35,12 +42,7 @@ DRIFT_FEATURES = [c for c in families.INPUT_COLUMNS if c != WEEKEND_FLAG]
 
 
 def champion_training_window(version: str) -> tuple[str, str] | None:
-    client = mlflow.MlflowClient()
-    mv = client.get_model_version(tracking.MODEL_NAME, version)
-    params = client.get_run(mv.run_id).data.params if mv.run_id else {}
-    if "train_start" in params:
-        return params["train_start"], params["train_end"]
-    return None
+    return registry.training_window(mlflow.MlflowClient(), tracking.MODEL_NAME, version)
 
 
 def drift_reference(lake: Lake, window: tuple[str, str] | None) -> Period | None:
@@ -74,79 +76,125 @@ def feature_drift(spark, lake: Lake, reference: Period, current,
     return drift.psi_against(bins, current.select(*DRIFT_FEATURES))
 
 
-def run(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
+def run(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
     done = storage.read_json(lake.run_summary("score", run_id))
     if done is not None:
-        if done["date"] != day:
-            raise SystemExit(f"run {run_id} scored {done['date']}, not {day}: a run id names "
-                             "one run of one day")
-        log.info("run %s scored %s with v%s already: nothing to do", run_id, day,
+        if done["date"] != as_of:
+            raise SystemExit(f"run {run_id} scored as of {done['date']}, not {as_of}: a run id "
+                             "names one run of one day")
+        log.info("run %s scored as of %s with v%s already: nothing to do", run_id, as_of,
                  done["model_version"])
         return done
-    with tracking.fail_closed(f"scoring {day} for run {run_id}"):
-        summary = score(spark, lake, day, run_id, top_k)
+    with tracking.fail_closed(f"scoring as of {as_of} for run {run_id}"):
+        summary = score(spark, lake, as_of, run_id, top_k)
     storage.write_json(lake.run_summary("score", run_id), summary)
-    log.info("scored %d transactions of %s with v%s; %d alert cards", summary["rows"], day,
-             summary["model_version"], min(top_k, summary["rows"]))
+    log.info("scored %d transactions of %d day(s) with v%s (%d restated, %d withdrawn)",
+             summary["rows"], len(summary["days"]), summary["model_version"],
+             len(summary["restated"]), len(summary["withdrawn"]))
     return summary
 
 
-def score(spark, lake: Lake, day: str, run_id: str, top_k: int) -> dict:
-    """Write the day's scores and alerts (replacing the day's folders), then log the run."""
+def plan_days(lake: Lake, as_of: str, run_id: str) -> scored.Plan:
+    """Every warmed-up clean day up to ``as_of`` never scored or owed again; a retry of
+    ``run_id`` the days it scored before (fraudops.core.scored)."""
+    days = clean_days(lake)
+    first = first_full_day(days[0], LOOKBACK_DAYS) if days else None
+    plan = scored.plan(lake, as_of, days, first, run_id)
+    late = [d for d in plan.score if d < as_of and d not in plan.restated]
+    log.info("days to score as of %s: %s (late or not scored yet: %s; restated: %s; "
+             "withdrawn: %s)", as_of, cli.span(plan.score) if plan.score else "none",
+             cli.span(late) if late else "none",
+             ", ".join(f"{d} ({why})" for d, why in plan.restated.items()) or "none",
+             cli.span(plan.withdraw) if plan.withdraw else "none")
+    return plan
+
+
+def score(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
+    """Write the scores and alerts of every day the plan names (replacing those days' folders),
+    record them in the ledger, then log the run."""
     tracking.setup()
     version = loading.alias_version(registry.CHAMPION)
     if version is None:
         raise SystemExit(f"no model has the alias @{registry.CHAMPION} yet: nothing can score "
-                         f"{day}; the first model that passes the gates becomes champion")
+                         f"as of {as_of}; the first model that passes the gates becomes champion")
     laps.lap("resolve alias")
-    model = loading.load_version(version)
-    laps.lap("load model")
-    inputs = labeled_features(spark, lake, day, day).select(
-        *KEYS, "customer_id", "terminal_id", "tx_datetime", *families.INPUT_COLUMNS
-    )
-    by_risk = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("fraud_probability"),
-                                                           "transaction_id")
-    scores = (
-        families.fraud_probability(model.transform(inputs))
-        .select(*KEYS, "customer_id", "terminal_id", "tx_datetime", "fraud_probability",
-                F.row_number().over(by_risk).alias("rank"),
-                F.lit(int(version)).alias("model_version"), F.lit(run_id).alias("run_id"))
-        .persist()
-    )
-    n_rows = scores.count()
-    write_days(scores, lake.scores, [day], {day} if n_rows else set())
-    cards = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("card_risk"), "customer_id")
-    alerts = (
-        scores.groupBy(PARTITION_COLUMN, "customer_id")
-        .agg(F.max("fraud_probability").alias("card_risk"),
-             F.count("*").alias("transactions"), F.first("model_version").alias("model_version"))
-        .withColumn("rank", F.row_number().over(cards))
-        .where(F.col("rank") <= top_k)
-    )
-    write_days(alerts, lake.alerts, [day], {day} if n_rows else set())
-    scores.unpersist()
+    plan = plan_days(lake, as_of, run_id)
+    rows: dict[str, int] = {}
+    inputs = None
+    if plan.score:
+        model = loading.load_version(version)
+        laps.lap("load model")
+        wanted = [dt.date.fromisoformat(d) for d in plan.score]
+        inputs = (labeled_features(spark, lake, plan.score[0], plan.score[-1])
+                  .where(F.col(PARTITION_COLUMN).isin(wanted))
+                  .select(*KEYS, "customer_id", "terminal_id", "tx_datetime",
+                          *families.INPUT_COLUMNS))
+        by_risk = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("fraud_probability"),
+                                                               "transaction_id")
+        lake_state = F.create_map(*[F.lit(x) for day, run in plan.features_run.items()
+                                    for x in (day, run)])
+        scores = (
+            families.fraud_probability(model.transform(inputs))
+            .select(*KEYS, "customer_id", "terminal_id", "tx_datetime", "fraud_probability",
+                    F.row_number().over(by_risk).alias("rank"),
+                    F.lit(int(version)).alias("model_version"), F.lit(run_id).alias("run_id"),
+                    lake_state[F.col(PARTITION_COLUMN).cast("string")].cast("string")
+                    .alias("features_run"))
+            .persist()
+        )
+        rows = {r[0].isoformat(): r[1]
+                for r in scores.groupBy(PARTITION_COLUMN).count().collect()}
+        write_days(scores, lake.scores, plan.days, set(rows))
+        cards = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("card_risk"), "customer_id")
+        alerts = (
+            scores.groupBy(PARTITION_COLUMN, "customer_id")
+            .agg(F.max("fraud_probability").alias("card_risk"),
+                 F.count("*").alias("transactions"),
+                 F.first("model_version").alias("model_version"))
+            .withColumn("rank", F.row_number().over(cards))
+            .where(F.col("rank") <= top_k)
+        )
+        write_days(alerts, lake.alerts, plan.days, set(rows))
+        scores.unpersist()
+    elif plan.withdraw:
+        write_days(None, lake.scores, plan.withdraw, set())
+        write_days(None, lake.alerts, plan.withdraw, set())
     laps.lap("score and write")
+    if plan.score or plan.withdraw or plan.consumed:
+        with lease.held(lake, "score", run_id):
+            scored.settle(lake, plan, version, run_id, rows)
+    laps.lap("ledger")
 
-    psi = {}
-    reference = drift_reference(lake, champion_training_window(version))
-    with tracking.start_step_run("score", run_id, f"score {day}",
-                                 {tracking.TAG_AS_OF: day, "fraudops.model_version": version}):
-        mlflow.log_metric("scored_rows", n_rows)
-        if reference is not None and n_rows:
+    psi, drift_day = {}, plan.score[-1] if plan.score else None
+    reference = drift_reference(lake, champion_training_window(version)) if inputs else None
+    n_rows = sum(rows.values())
+    with tracking.start_step_run("score", run_id, f"score {as_of}",
+                                 {tracking.TAG_AS_OF: as_of, "fraudops.model_version": version}):
+        mlflow.log_metrics({"scored_rows": n_rows, "scored_days": len(plan.score),
+                            "restated_days": len(plan.restated)})
+        if plan.restated:
+            mlflow.log_dict({"as_of": as_of, "restated": plan.restated,
+                             "withdrawn": plan.withdraw}, "restatements.json")
+        if reference is not None and rows.get(drift_day):
             mlflow.log_params({"drift_reference_start": reference.start,
-                               "drift_reference_end": reference.end})
-            psi = feature_drift(spark, lake, reference, inputs, version)
+                               "drift_reference_end": reference.end, "drift_day": drift_day})
+            current = inputs.where(F.col(PARTITION_COLUMN) == F.lit(drift_day).cast("date"))
+            psi = feature_drift(spark, lake, reference, current, version)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
     laps.lap("drift")
-    return {"run_id": run_id, "date": day, "model_version": version, "rows": n_rows,
-            "top_k": top_k, "psi": psi, "drift_alerts": sorted(
-                k for k, v in psi.items() if v > drift.PSI_ALERT), "seconds": laps.laps()}
+    return {"run_id": run_id, "date": as_of, "model_version": version, "rows": n_rows,
+            "days": plan.score, "rows_by_day": rows, "restated": plan.restated,
+            "withdrawn": plan.withdraw, "top_k": top_k, "psi": psi, "drift_day": drift_day,
+            "drift_alerts": sorted(k for k, v in psi.items() if v > drift.PSI_ALERT),
+            "seconds": laps.laps()}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = cli.parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--date", required=True, type=cli.date_arg, help="the day to score")
+    parser.add_argument("--date", required=True, type=cli.date_arg,
+                        help="the run's logical day: every arrived day up to it that is not "
+                             "scored yet, or whose marts changed since, is scored")
     parser.add_argument("--top-k", type=int, default=100, help="cards on the alert list")
     args = parser.parse_args(argv)
     cli.setup_logging()
@@ -157,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
     laps.lap("spark session")
     summary = run(spark, Lake.from_env(args.lake_root), args.date.isoformat(),
                   cli.run_id(args.run_id), args.top_k)
-    print(json.dumps({k: summary[k] for k in ("date", "model_version", "rows", "drift_alerts")}))
+    print(json.dumps({k: summary[k] for k in ("date", "model_version", "rows", "days",
+                                              "restated", "drift_alerts")}))
     return summary
 
 

@@ -79,12 +79,16 @@ class Plan:
         return sorted(set(self.score) | set(self.withdraw))
 
 
-def plan(lake: Lake, as_of: str, clean_days: list[str], first_scored_day: str | None) -> Plan:
+def plan(lake: Lake, as_of: str, clean_days: list[str], first_scored_day: str | None,
+         run_id: str | None = None) -> Plan:
     """Days a run for ``as_of`` scores: every clean day from ``first_scored_day`` (the first
     day whose features are complete) to ``as_of`` that was never scored or is owed again.
     Days after ``as_of`` wait for their own run; owed days before ``first_scored_day`` are
-    dropped (they are never scored)."""
+    dropped (they are never scored). A retry of ``run_id`` after it settled scores the same
+    days again, with the same reasons, so that it ends as the uninterrupted run would."""
     done, debts, clean = ledger(lake), owed(lake), set(clean_days)
+    mine = {d: e for d, e in done.items()
+            if run_id is not None and e.get("run_id") == run_id and e.get("as_of") == as_of}
 
     def in_range(day: str) -> bool:
         return first_scored_day is not None and first_scored_day <= day <= as_of
@@ -96,15 +100,24 @@ def plan(lake: Lake, as_of: str, clean_days: list[str], first_scored_day: str | 
     again = {d for d in debts if in_range(d) and d in clean and not settled(d)}
     withdraw = sorted(d for d in done if d <= as_of and d not in clean
                       and not done[d].get("withdrawn"))
-    score = sorted(never | again)
+    score = sorted(never | again | {d for d, e in mine.items() if not e.get("withdrawn")})
     restated = {d: debts[d]["reason"] if d in debts else "owed again" for d in score
                 if d in done}
+    withdraw = sorted(set(withdraw) | {d for d, e in mine.items() if e.get("withdrawn")})
     for day in withdraw:
         restated[day] = debts.get(day, {}).get("reason", WITHDRAWN)
+    for day, entry in mine.items():  # what this run recorded before it was interrupted
+        own = [r for r in entry.get("restatements", []) if r["run_id"] == run_id]
+        if own:
+            restated[day] = own[-1]["reason"]
+        else:
+            restated.pop(day, None)
     consumed = {d: debt for d, debt in debts.items()
                 if d <= as_of and (d in score or d in withdraw or not in_range(d)
                                    or d not in clean or settled(d))}
-    features_run = {d: debts.get(d, {}).get("features_run") for d in score}
+    features_run = {d: debts[d]["features_run"] if d in debts and d not in mine
+                    else done.get(d, {}).get("features_run") if d in mine else None
+                    for d in score}
     return Plan(as_of, score, restated, withdraw, consumed, features_run)
 
 
@@ -112,20 +125,26 @@ def settle(lake: Lake, plan: Plan, model_version: str, run_id: str,
            rows: dict[str, int]) -> dict[str, dict]:
     """Write the ledger for a scored plan, then drop the owed entries it consumed."""
     entries = ledger(lake)
+
+    def settled(day: str) -> dict | None:  # a retry keeps the debt its first try settled
+        current = entries.get(day) or {}
+        return plan.consumed.get(day, current.get("settled")
+                                 if current.get("run_id") == run_id else None)
+
     for day in plan.score:
-        before = entries.get(day)
+        before = _before(entries.get(day), run_id)
         entry = {"model_version": str(model_version), "run_id": run_id, "as_of": plan.as_of,
                  "rows": rows.get(day, 0), "features_run": plan.features_run.get(day),
                  "first_as_of": (before or {}).get("first_as_of", plan.as_of),
-                 "settled": plan.consumed.get(day),
+                 "settled": settled(day),
                  "restatements": list((before or {}).get("restatements", []))}
         if day in plan.restated:
             entry["restatements"].append(_restatement(plan, day, before, run_id))
         entries[day] = entry
     for day in plan.withdraw:
-        before = entries[day]
+        before = _before(entries[day], run_id) or entries[day]
         entries[day] = {**before, "withdrawn": True, "rows": 0, "run_id": run_id,
-                        "settled": plan.consumed.get(day),
+                        "settled": settled(day),
                         "restatements": [*before.get("restatements", []),
                                          _restatement(plan, day, before, run_id)]}
     storage.write_json(lake.score_ledger, dict(sorted(entries.items())))
@@ -134,6 +153,18 @@ def settle(lake: Lake, plan: Plan, model_version: str, run_id: str,
     if left != debts:
         storage.write_json(lake.score_pending, left)
     return entries
+
+
+def _before(entry: dict | None, run_id: str) -> dict | None:
+    """A ledger entry as it was before ``run_id`` touched it (for a retry of that run)."""
+    if entry is None or entry.get("run_id") != run_id:
+        return entry
+    own = [r for r in entry.get("restatements", []) if r["run_id"] == run_id]
+    if not own:
+        return None  # the run scored the day first
+    rest = [r for r in entry["restatements"] if r["run_id"] != run_id]
+    return {**entry, "model_version": own[-1]["previous_model_version"],
+            "run_id": own[-1]["previous_run_id"], "restatements": rest}
 
 
 def _restatement(plan: Plan, day: str, before: dict | None, run_id: str) -> dict:

@@ -65,7 +65,7 @@ def test_a_withdrawn_day_loses_its_scores_and_a_warm_up_debt_is_dropped(tmp_path
     _score(lake, "2018-05-06")
     scored.owe(lake, scored.rebuild_reasons(["2018-05-01"], ["2018-05-01"], ["2018-05-04"]), "f")
     left = [d for d in DAYS if d != "2018-05-04"]
-    plan = _score(lake, "2018-05-06", clean=left)
+    plan = _score(lake, "2018-05-06", clean=left, run="w")
     assert plan.withdraw == ["2018-05-04"] and plan.score == []
     assert scored.owed(lake) == {}  # the warm-up day 05-01 is never scored
     assert scored.ledger(lake)["2018-05-04"]["withdrawn"]
@@ -89,3 +89,21 @@ def test_settling_twice_restates_once_and_keeps_a_debt_features_renewed_meanwhil
     scored.settle(lake, retry, "2", "run-x", {})
     assert len(scored.ledger(lake)["2018-05-05"]["restatements"]) == 1
     assert "2018-05-05" not in scored.owed(lake)
+
+
+def test_a_retry_of_a_run_that_settled_scores_the_same_days_with_the_same_reasons(tmp_path):
+    lake = _lake(tmp_path)
+    _score(lake, "2018-05-06", run="r")
+    scored.owe(lake, {"2018-05-04": "corrected"}, "f1")
+    first = scored.plan(lake, "2018-05-08", DAYS, "2018-05-03", "run-y")
+    scored.settle(lake, first, "2", "run-y", {d: 10 for d in first.score})
+    ledger_after = scored.ledger(lake)
+    # The step crashed after settling (before its summary): the retry redoes the same work.
+    retry = scored.plan(lake, "2018-05-08", DAYS, "2018-05-03", "run-y")
+    assert (retry.score, retry.restated) == (first.score, first.restated)
+    assert retry.score == ["2018-05-04", "2018-05-07", "2018-05-08"]
+    scored.settle(lake, retry, "2", "run-y", {d: 10 for d in retry.score})
+    assert scored.ledger(lake) == ledger_after
+    assert scored.ledger(lake)["2018-05-07"]["first_as_of"] == "2018-05-08"
+    # Another run id finds nothing to do.
+    assert scored.plan(lake, "2018-05-08", DAYS, "2018-05-03", "run-z").score == []

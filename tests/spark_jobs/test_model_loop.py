@@ -5,17 +5,20 @@ PostgreSQL with S3 (moto) artifacts."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
 
+from fraudops.core import scored, storage
 from fraudops.core.lake import Lake
 from fraudops.model import registry, tracking, tuning
 from fraudops.model.profile import PRODUCTION
 from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, report, score, train
-from spark_jobs.datasets import clean_days
+from spark_jobs.datasets import clean_days, day_range
 
 pytestmark = pytest.mark.slow
 
@@ -106,9 +109,19 @@ def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
     third = promote.run(spark, small_lake, AS_OF, "run-3", strict, "better", 200)
     assert third["decision"] == "rejected_gates"
 
+    # A backfill's challenger, trained on data that ends before the champion's: never promoted,
+    # however it compares.
+    older_split = {**trained["split"], "train": {"start": FIRST_FULL, "end": "2018-05-12"}}
+    _write_train_summary(small_lake, "run-4", {**trained, "split": older_split}, twin.version)
+    fourth = promote.run(spark, small_lake, AS_OF, "run-4", LOOSE, "better", 200)
+    assert fourth["decision"] == "rejected_older" and "2018-05-14" in fourth["reason"]
+    assert fourth["champion_version"] == trained["model_version"]
 
-def test_scoring_uses_the_aliased_version_and_follows_rollback(spark, small_lake, trained,
-                                                                store):
+
+def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
+        spark, small_lake, trained, store, tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    shutil.copytree(small_lake.root, lake.root)
     client = mlflow.MlflowClient()
     versions = sorted(int(v.version) for v in client.search_model_versions(
         f"name = '{tracking.MODEL_NAME}'"))
@@ -117,21 +130,48 @@ def test_scoring_uses_the_aliased_version_and_follows_rollback(spark, small_lake
     client.set_registered_model_alias(tracking.MODEL_NAME, registry.CHAMPION, other)
     client.set_registered_model_alias(tracking.MODEL_NAME, registry.PREVIOUS, champion)
 
-    day = AS_OF
-    summary = score.run(spark, small_lake, day, _per_store("score-1", store), top_k=50)
-    scores = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
-    assert summary["model_version"] == other and set(scores["model_version"]) == {int(other)}
-    assert sorted(scores["rank"]) == list(range(1, len(scores) + 1))
-    assert scores.sort_values("rank")["fraud_probability"].is_monotonic_decreasing
-    alerts = pd.read_parquet(f"{small_lake.alerts}/tx_date={day}")
-    assert len(alerts) == 50 and alerts["customer_id"].is_unique
+    # The first run scores every warmed-up day that arrived, not only its own.
+    summary = score.run(spark, lake, AS_OF, _per_store("score-1", store), top_k=50)
+    assert summary["days"] == day_range(FIRST_FULL, AS_OF) and not summary["restated"]
+    scores = pd.read_parquet(lake.scores)
+    assert sorted(scores["tx_date"].astype(str).unique()) == summary["days"]
+    assert set(scores["model_version"]) == {int(other)}
+    one_day = scores[scores["tx_date"].astype(str) == AS_OF]
+    assert sorted(one_day["rank"]) == list(range(1, len(one_day) + 1))
+    assert one_day.sort_values("rank")["fraud_probability"].is_monotonic_decreasing
+    alerts = pd.read_parquet(lake.alerts)
+    assert (alerts.groupby(alerts["tx_date"].astype(str)).size() == 50).all()
     assert summary["psi"] and all(v >= 0 for v in summary["psi"].values())
+    assert summary["drift_day"] == AS_OF
+    assert scored.status(lake, clean_days(lake))["stale_scores"] == 0
 
+    # Nothing arrived since: the next run scores nothing again.
+    assert score.run(spark, lake, AS_OF, _per_store("score-2", store), top_k=50)["days"] == []
+
+    # A rollback changes what scores next, not the scores already served; a corrected file
+    # restates its day (the newest: no later day's windows reach it) with the new champion.
     registry.rollback(client, tracking.MODEL_NAME)
-    score.run(spark, small_lake, day, _per_store("score-2", store), top_k=50)
-    rescored = pd.read_parquet(f"{small_lake.scores}/tx_date={day}")
+    raw = Path(lake.raw_file(AS_OF))
+    lines = raw.read_text().splitlines(keepends=True)
+    raw.write_text("".join(lines[:-40]))
+    fix = clean.run(lake, None, _per_store("fix", store), spark)
+    assert fix["changed_dates"] == [AS_OF]
+    features.run(spark, lake, fix["changed_dates"], _per_store("fix", store))
+    third = score.run(spark, lake, AS_OF, _per_store("score-3", store), top_k=50)
+    assert third["days"] == [AS_OF] and "own data changed" in third["restated"][AS_OF]
+    rescored = pd.read_parquet(f"{lake.scores}/tx_date={AS_OF}")
     assert set(rescored["model_version"]) == {int(champion)}
+    rows_now = storage.read_json(lake.clean_days)[AS_OF]["rows"]
+    assert len(rescored) == rows_now < len(one_day)
+    assert set(rescored["features_run"]) == {_per_store("fix", store)}
+    entry = scored.ledger(lake)[AS_OF]
+    assert entry["model_version"] == champion
+    assert [r["previous_model_version"] for r in entry["restatements"]] == [other]
     assert registry.alias_version(client, tracking.MODEL_NAME, registry.PREVIOUS) == other
+    assert scored.status(lake, clean_days(lake))["stale_scores"] == 0
+    page = report.build(lake, tmp_path / "report").read_text()
+    assert f"<td>{AS_OF}</td><td>restated</td>" in page and "own data changed" in page
+    assert "0 stale" in page
 
 
 def test_report_draws_the_history(small_lake, trained, store, tmp_path):
