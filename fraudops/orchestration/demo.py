@@ -139,6 +139,10 @@ def summary_row(lake: Lake, airflow: LocalAirflow, day: str) -> dict:
         "challenger": promoted.get("challenger_version", "-"),
         "champion": promoted.get("champion_version", "-"),
         "scored_with": str(scored.get("model_version", "-")),
+        # Every arrived day the run scored (its own, late ones, the first run's history), and of
+        # those the days scored before whose marts changed since (fraudops.core.scored).
+        "days_scored": len(scored.get("days", [])),
+        "restated": len(scored.get("restated", {})),
         "psi_max": max(psi.values()) if psi else None,
         "drift": ",".join(short_feature(f) for f in scored.get("drift_alerts", [])) or "-",
     }

@@ -16,7 +16,10 @@ from fraudops.core import config, storage
 from fraudops.core.lake import Lake
 from fraudops.core.platform import platform
 from fraudops.orchestration import demo
-from spark_jobs.datasets import clean_days
+from fraudops.core import scored
+from fraudops.model.splits import first_full_day
+from spark_jobs.datasets import clean_days, day_range
+from spark_jobs.features import LOOKBACK_DAYS
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +107,17 @@ def test_scores_use_the_champion_of_their_day(demo_run):
         alerts = pd.read_parquet(f"{lake.alerts}/tx_date={row['date']}")
         assert 0 < len(alerts) <= 100
     assert not storage.exists(f"{lake.scores}/tx_date={MISSING}")
+    # Every arrived day past the warm-up is scored once: the first run scores its history.
+    ledger = scored.ledger(lake)
+    assert sorted(ledger) == [d for d in clean_days(lake) if d >= ledger_first(lake)]
+    assert rows[0]["days_scored"] == len(day_range(ledger_first(lake), DATES[0]))
+    assert rows[2]["days_scored"] == 1 and rows[2]["restated"] == 0
+    assert scored.status(lake, clean_days(lake))["stale_scores"] == 0
+
+
+def ledger_first(lake: Lake) -> str:
+    """The first day past the warm-up (37 days after the first clean day)."""
+    return first_full_day(clean_days(lake)[0], LOOKBACK_DAYS)
 
 
 def test_report_shows_both_training_runs(demo_run):
