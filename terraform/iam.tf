@@ -17,7 +17,7 @@ resource "yandex_iam_service_account" "nodes" {
 
 # One account per component that talks to Object Storage, so that each holds a key for its own
 # buckets only (docs/security.md): Spark writes the lake, Airflow reads it and writes its task
-# logs, MLflow reads and writes its artifacts.
+# logs, MLflow reads and writes its artifacts, the Spark History Server reads the lake.
 resource "yandex_iam_service_account" "storage" {
   for_each = local.storage_accounts
 
@@ -83,11 +83,15 @@ resource "yandex_storage_bucket_iam_binding" "lake_editor" {
   members = ["serviceAccount:${yandex_iam_service_account.storage["spark"].id}"]
 }
 
-# The branch tasks read the clean step's run summary and the lake state.
+# The branch tasks read the clean step's run summary and the lake state; the Spark History
+# Server reads the event logs (a role cannot be narrowed to a prefix: docs/security.md).
 resource "yandex_storage_bucket_iam_binding" "lake_viewer" {
-  bucket  = yandex_storage_bucket.lake.bucket
-  role    = "storage.viewer"
-  members = ["serviceAccount:${yandex_iam_service_account.storage["airflow"].id}"]
+  bucket = yandex_storage_bucket.lake.bucket
+  role   = "storage.viewer"
+  members = [
+    "serviceAccount:${yandex_iam_service_account.storage["airflow"].id}",
+    "serviceAccount:${yandex_iam_service_account.storage["spark_history"].id}",
+  ]
 }
 
 # Registered models: MLflow proxies every artifact (--serve-artifacts), so no other key needs it.

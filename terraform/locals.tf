@@ -31,11 +31,16 @@ locals {
       name        = local.platform.service_accounts.cloud_mlflow
       description = "MLflow server: read and write the model artifacts"
     }
+    spark_history = {
+      name        = local.platform.service_accounts.cloud_spark_history
+      description = "Spark History Server: read the lake (the Spark event logs)"
+    }
   }
   s3_secret_names = {
-    spark   = local.platform.secrets.s3_spark
-    airflow = local.platform.secrets.s3_airflow
-    mlflow  = local.platform.secrets.s3_mlflow
+    spark         = local.platform.secrets.s3_spark
+    airflow       = local.platform.secrets.s3_airflow
+    mlflow        = local.platform.secrets.s3_mlflow
+    spark_history = local.platform.secrets.s3_spark_history
   }
   # Keyed like postgres_users; key is the Secret key the chart reads the URI from.
   database_secrets = {
@@ -71,6 +76,14 @@ locals {
   # puts daily scores under <root>/scores.
   lake_prefix        = "lake"
   lake_scores_prefix = "${local.lake_prefix}/scores/"
+
+  # Every step's Spark event log goes to s3a://<lake bucket>/<event_log_prefix>/ (the
+  # SparkApplication template), one eventlog_v2_<app id>/ folder per application (rolling event
+  # logs): the lifecycle rule expires those folders, never the marker object that keeps the
+  # prefix in existence (platform.yaml spark_history).
+  spark_history             = local.platform.spark_history
+  event_log_prefix          = "${local.spark_history.event_log_prefix}/"
+  event_log_expiring_prefix = "${local.event_log_prefix}eventlog_v2_"
 
   primary_zone = var.zones[0]
   subnet_cidrs = { for index, zone in var.zones : zone => cidrsubnet(var.network_cidr, 4, index) }

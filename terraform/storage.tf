@@ -40,6 +40,20 @@ resource "yandex_storage_bucket" "lake" {
     }
   }
 
+  # The Spark event logs: each application's folder, whole; the marker object stays.
+  lifecycle_rule {
+    id      = "expire-spark-event-logs"
+    enabled = true
+
+    filter {
+      prefix = local.event_log_expiring_prefix
+    }
+
+    expiration {
+      days = var.lake_retention.event_log_days
+    }
+  }
+
   lifecycle_rule {
     id                                     = "expire-overwritten-versions"
     enabled                                = true
@@ -49,6 +63,16 @@ resource "yandex_storage_bucket" "lake" {
       days = var.lake_retention.noncurrent_version_days
     }
   }
+}
+
+# Spark 4 stops at start when spark.eventLog.dir does not exist, and so does the History Server
+# for its log directory; an S3 prefix exists only while an object is under it. This one keeps the
+# event-log prefix: a hidden name the History Server skips, outside the expiring folders.
+resource "yandex_storage_object" "event_log_marker" {
+  bucket  = yandex_storage_bucket.lake.bucket
+  key     = "${local.event_log_prefix}${local.spark_history.event_log_marker}"
+  content = "Spark event logs of every ${local.project} step: the Spark History Server reads this folder.\n"
+  tags    = local.labels
 }
 
 resource "yandex_storage_bucket" "mlflow_artifacts" {

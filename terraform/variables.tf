@@ -231,12 +231,13 @@ variable "lake_retention" {
   type = object({
     scores_days             = optional(number, 90)
     noncurrent_version_days = optional(number, 7)
+    event_log_days          = optional(number, 30)
   })
-  description = "Lake bucket lifecycle: days to keep daily score partitions (lake/scores/) and days to keep overwritten object versions."
+  description = "Lake bucket lifecycle: days to keep daily score partitions (lake/scores/), overwritten object versions, and the Spark event logs the History Server shows (spark-events/)."
   default     = {}
 
   validation {
-    condition     = var.lake_retention.scores_days >= 1 && var.lake_retention.noncurrent_version_days >= 1
+    condition     = var.lake_retention.scores_days >= 1 && var.lake_retention.noncurrent_version_days >= 1 && var.lake_retention.event_log_days >= 1
     error_message = "lake_retention days must be positive."
   }
 }

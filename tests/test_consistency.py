@@ -65,6 +65,8 @@ TRACKING_URI = f"http://{MLFLOW['service']}.{NS['platform']}.svc.cluster.local:{
 DEV_S3_ENDPOINT = f"http://minio.{NS['platform']}.svc.cluster.local:9000"
 ENVIRONMENT_CONFIGMAP = "fraudops-environment"
 RUN_ID = "scheduled__2018-04-02T00:00:00+00:00"
+# The components with an Object Storage account and S3 key (terraform local.storage_accounts).
+STORAGE_COMPONENTS = ("spark", "airflow", "mlflow", "spark_history")
 
 # --- what platform.yaml allows ---------------------------------------------------------------
 
@@ -797,11 +799,11 @@ def terraform_reference_violations(resources: dict[str, dict[str, Any]],
     storage = defined.get("storage_accounts", {})
     if resources["yandex_iam_service_account.storage"].get("name") != "${each.value.name}" or {
             key: platform_path(value.get("name"), defined) for key, value in storage.items()} != {
-            key: f"service_accounts.cloud_{key}" for key in ("spark", "airflow", "mlflow")}:
+            key: f"service_accounts.cloud_{key}" for key in STORAGE_COMPONENTS}:
         found.append("yandex_iam_service_account.storage does not read service_accounts.cloud_*")
     if {key: platform_path(value, defined)
             for key, value in defined.get("s3_secret_names", {}).items()} != {
-            key: f"secrets.s3_{key}" for key in ("spark", "airflow", "mlflow")}:
+            key: f"secrets.s3_{key}" for key in STORAGE_COMPONENTS}:
         found.append("s3_secret_names do not read local.platform.secrets.s3_*")
     return found
 

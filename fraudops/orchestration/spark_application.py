@@ -37,6 +37,19 @@ def application_name(dag_id: str, step_name: str, safe_run_id: str) -> str:
     return name
 
 
+def event_log_dir() -> str:
+    """Where every step's Spark event log goes: a prefix of its own in the lake bucket, read by
+    the Spark History Server (platform.yaml ``spark_history``)."""
+    names = platform()
+    return f"s3a://{names['buckets']['lake']}/{names['spark_history']['event_log_prefix']}/"
+
+
+def history_url(spark_app_id: str) -> str:
+    """The application's page on the Spark History Server through `make
+    port-forward-spark-history`."""
+    return f"http://localhost:{platform()['spark_history']['port']}/history/{spark_app_id}/"
+
+
 def template_values(step: Step, ctx: RunContext, settings: Settings,
                     attempt: int | None = None) -> dict[str, Any]:
     names = platform()
@@ -66,6 +79,7 @@ def template_values(step: Step, ctx: RunContext, settings: Settings,
         "tracking_uri": settings.tracking_uri or "",
         "s3_endpoint": settings.s3_endpoint,
         "s3_region": names["s3"]["region"],
+        "event_log_dir": event_log_dir(),
         "s3_secret": names["secrets"]["s3_spark"],
         "mlflow_auth_secret": names["secrets"]["mlflow_auth"],
         "pool_label_key": pool["label_key"],

@@ -20,7 +20,8 @@ NAMES = platform()
 NS = NAMES["namespaces"]
 S3_SECRETS = {component: NAMES["secrets"][key] for component, key in SECRET_OF.items()}
 # Where each component's pods run.
-NAMESPACE_OF = {"spark": NS["jobs"], "airflow": NS["platform"], "mlflow": NS["platform"]}
+NAMESPACE_OF = {"spark": NS["jobs"], "airflow": NS["platform"], "mlflow": NS["platform"],
+                "spark_history": NS["platform"]}
 WRITE_ACTIONS = ("s3:*", "s3:PutObject", "s3:DeleteObject", "s3:Put*", "s3:Delete*")
 
 
@@ -51,6 +52,17 @@ def test_each_component_reads_only_its_own_key():
     assert s3_secret_refs(airflow) == {S3_SECRETS["airflow"]}
     mlflow = yaml.safe_load((MLFLOW_CHART / "values.yaml").read_text())
     assert mlflow["artifacts"]["s3"]["existingSecret"] == S3_SECRETS["mlflow"]
+    history = yaml.safe_load_all((K8S / "base" / "spark-history.yaml").read_text())
+    assert s3_secret_refs(list(history)) == {S3_SECRETS["spark_history"]}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_spark_history_server_reads_its_key(overlay):
+    from tests.k8s.manifests import pod_specs
+
+    readers = {name for name, pod in pod_specs(kustomize(K8S / "overlays" / overlay))
+               if S3_SECRETS["spark_history"] in s3_secret_refs(pod)}
+    assert readers == {f"Deployment/{NAMES['spark_history']['service']}"}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

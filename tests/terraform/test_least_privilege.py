@@ -13,12 +13,14 @@ from tests.terraform import hcl
 
 # The policy itself, stated here on purpose rather than read from terraform/: the bucket each
 # component owns (writes) and the ones it may only read.
-OWNS = {"spark": {"lake"}, "airflow": {"airflow_logs"}, "mlflow": {"mlflow_artifacts"}}
-READS = {"spark": set(), "airflow": {"lake"}, "mlflow": set()}
+OWNS = {"spark": {"lake"}, "airflow": {"airflow_logs"}, "mlflow": {"mlflow_artifacts"},
+        "spark_history": set()}
+READS = {"spark": set(), "airflow": {"lake"}, "mlflow": set(), "spark_history": {"lake"}}
 WRITE_ROLES = {"storage.editor", "storage.uploader", "storage.admin", "storage.configurer"}
 READ_ROLES = {"storage.viewer"}
 # The Secret (platform.yaml secrets.*) each component's key goes to.
-SECRET_OF = {"spark": "s3_spark", "airflow": "s3_airflow", "mlflow": "s3_mlflow"}
+SECRET_OF = {"spark": "s3_spark", "airflow": "s3_airflow", "mlflow": "s3_mlflow",
+             "spark_history": "s3_spark_history"}
 
 _STORAGE_ACCOUNT = re.compile(r'^serviceAccount:\$\{yandex_iam_service_account\.storage\["(\w+)"\]\.id\}$')
 _BUCKET = re.compile(r"^\$\{yandex_storage_bucket\.(\w+)\.bucket\}$")

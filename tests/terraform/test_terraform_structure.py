@@ -19,7 +19,7 @@ LABELLED = {
     "yandex_kubernetes_cluster", "yandex_kubernetes_node_group", "yandex_mdb_postgresql_cluster",
     "yandex_container_registry", "yandex_lockbox_secret",
 }
-TAGGED = {"yandex_storage_bucket"}  # Object Storage has tags, not labels
+TAGGED = {"yandex_storage_bucket", "yandex_storage_object"}  # Object Storage has tags, not labels
 UNLABELLABLE = {
     "yandex_resourcemanager_folder_iam_member", "yandex_kms_symmetric_key_iam_member",
     "yandex_container_registry_iam_binding", "yandex_storage_bucket_iam_binding",
@@ -319,8 +319,34 @@ def test_old_scores_expire_where_the_lake_writes_them():
     rules = hcl.resource("yandex_storage_bucket.lake").body["lifecycle_rule"]
     expiring = [rule for rule in rules if "expiration" in rule]
     assert [hcl.resolve(hcl.one(rule["filter"])["prefix"]) for rule in expiring] == [
-        scores_key_prefix]
+        scores_key_prefix, "spark-events/eventlog_v2_"]
     assert scores_key_prefix == "lake/scores/"
+
+
+def test_spark_event_logs_expire_and_their_marker_stays():
+    """Every application's rolling event-log folder, eventlog_v2_<app id>/ under the prefix the
+    SparkApplications write to, expires whole; the marker object that keeps the prefix (Spark
+    and the History Server need it to exist) is outside the rule."""
+    from fraudops.orchestration.spark_application import event_log_dir
+
+    history = platform()["spark_history"]
+    lake_bucket = platform()["buckets"]["lake"]
+    prefix = event_log_dir().removeprefix(f"s3a://{lake_bucket}/")
+    assert prefix == f"{history['event_log_prefix']}/"
+    (rule,) = [rule for rule in hcl.resource("yandex_storage_bucket.lake").body["lifecycle_rule"]
+               if rule.get("id") == "expire-spark-event-logs"]
+    assert rule["enabled"] is True
+    expiring = hcl.resolve(hcl.one(rule["filter"])["prefix"])
+    assert expiring == f"{prefix}eventlog_v2_"
+    assert hcl.one(rule["expiration"])["days"] == "${var.lake_retention.event_log_days}"
+    assert hcl.variables()["lake_retention"]["type"]  # declared with its default below
+    marker = hcl.resource("yandex_storage_object.event_log_marker").body
+    assert marker["bucket"] == "${yandex_storage_bucket.lake.bucket}"
+    key = hcl.resolve(marker["key"])
+    assert key == f"{prefix}{history['event_log_marker']}"
+    assert key.startswith(prefix) and not key.startswith(expiring)
+    assert history["event_log_marker"].startswith("."), "the History Server skips hidden names"
+    assert marker["content"], "the provider refuses an empty content"
 
 
 def test_airflow_logs_expire():
@@ -374,7 +400,10 @@ def test_scoped_roles_are_granted_on_single_resources():
         if resource.type == "yandex_storage_bucket_iam_binding":
             # Which component may do what on which bucket: test_least_privilege.py.
             assert resource.body["bucket"].startswith("${yandex_storage_bucket.")
-            assert len(resource.body["members"]) == 1
+            # (the lake's viewers: Airflow and the Spark History Server)
+            members = resource.body["members"]
+            assert members and all(m.startswith(
+                "serviceAccount:${yandex_iam_service_account.storage[") for m in members)
 
 
 # --- no secrets in the code ----------------------------------------------------------------
