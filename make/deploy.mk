@@ -26,6 +26,8 @@ MLFLOW_AUTH_SERVER_SECRET = $(call platform,['secrets']['mlflow_auth_server'])
 MLFLOW_AUTH_ADMIN = $(call platform,['mlflow']['auth_admin'])
 NS_EXTERNAL_SECRETS = $(call platform,['external_secrets']['namespace'])
 MLFLOW_PORT = $(call platform,['mlflow']['port'])
+SPARK_HISTORY = $(call platform,['spark_history']['service'])
+SPARK_HISTORY_PORT = $(call platform,['spark_history']['port'])
 POOL_LABEL = $(call platform,['spark_node_pool']['label_key'])=$(call platform,['spark_node_pool']['label_value'])
 IMAGE_NAMES = $(call platform,['images']['spark']) $(call platform,['images']['airflow']) $(call platform,['images']['mlflow'])
 image_name = $(call platform,['images']['$(1)'])
@@ -53,7 +55,7 @@ endif
 image_ref = $(DEPLOY_REGISTRY)$(call image_name,$(1)):$(DEPLOY_TAG)
 
 .PHONY: images images-dev deploy deploy-check undeploy port-forward-airflow \
-	port-forward-mlflow argocd-bootstrap charts-pull external-secrets
+	port-forward-mlflow port-forward-spark-history argocd-bootstrap charts-pull external-secrets
 
 # The dev overlay labels every node and ships fake credentials: only on a cluster on this machine.
 LOCAL_CONTEXTS := kind-*|k3d-*|minikube|docker-desktop|rancher-desktop
@@ -100,6 +102,9 @@ deploy: deploy-check $(if $(filter-out dev,$(OVERLAY)),external-secrets) ## helm
 	@# from the committed overlay instead).
 	$(KUBECTL) --namespace $(NS_PLATFORM) patch configmap fraudops-environment --type merge \
 		-p '{"data": {"spark_image": "$(call image_ref,spark)", "airflow_image": "$(call image_ref,airflow)", "mlflow_image": "$(call image_ref,mlflow)"}}'
+	@# The Spark History Server runs the same Spark image (the overlay names the committed tag).
+	$(KUBECTL) --namespace $(NS_PLATFORM) set image deployment/$(SPARK_HISTORY) \
+		$(SPARK_HISTORY)=$(call image_ref,spark)
 ifeq ($(OVERLAY),dev)
 	@# Single node: it is also the "Spark node group" the SparkApplications select.
 	$(KUBECTL) label nodes --all $(POOL_LABEL) --overwrite
@@ -136,7 +141,7 @@ endif
 		--set dags.gitSync.rev=HEAD --set dags.gitSync.ref=$(GIT_BRANCH) \
 		--wait --wait-for-jobs --timeout $(HELM_TIMEOUT)
 	$(HELM) test $(MLFLOW_SERVICE) --namespace $(NS_PLATFORM) --timeout 5m
-	@echo ">>> deployed. make port-forward-airflow / make port-forward-mlflow"
+	@echo ">>> deployed. make port-forward-airflow / make port-forward-mlflow / make port-forward-spark-history"
 
 undeploy: $(VENV)/.synced ## Uninstall the releases and delete the overlay's objects (namespaces included: data in dev PVCs goes too)
 	-$(HELM) uninstall airflow --namespace $(NS_PLATFORM) --wait
@@ -160,6 +165,11 @@ port-forward-mlflow: $(VENV)/.synced ## MLflow UI on http://localhost:<mlflow.po
 	@echo ">>> http://localhost:$(MLFLOW_PORT) - basic auth (yandex; off in dev): log in as user $(MLFLOW_AUTH_ADMIN), password from"
 	@echo ">>> Lockbox, the admin_password line of: yc lockbox payload get --name $(MLFLOW_AUTH_SERVER_SECRET) --key basic_auth.ini"
 	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(MLFLOW_SERVICE) $(MLFLOW_PORT):$(MLFLOW_PORT)
+
+port-forward-spark-history: $(VENV)/.synced ## Spark History Server on http://localhost:<spark_history.port> (18080)
+	@echo ">>> http://localhost:$(SPARK_HISTORY_PORT) - every step's Spark UI after its driver is gone (no login: reachable"
+	@echo ">>> through this port-forward only). A step's task log names its page: .../history/<spark application id>/"
+	$(KUBECTL) --namespace $(NS_PLATFORM) port-forward service/$(SPARK_HISTORY) $(SPARK_HISTORY_PORT):$(SPARK_HISTORY_PORT)
 
 argocd-bootstrap: ## Hand the cluster to Argo CD: apply the root Application (k8s/argocd)
 	$(KUBECTL) apply -k k8s/argocd

@@ -98,6 +98,34 @@ def test_yandex_installs_external_secrets_before_the_overlay(fakes):
         i for i, call in enumerate(every) if call.startswith("kubectl kustomize"))
 
 
+def test_deploy_runs_the_spark_history_server_on_the_deployed_spark_image(fakes):
+    env, log_dir = fakes
+    result = make({**env, "FAKE_CONTEXT": "fraudops"}, "deploy")
+    assert result.returncode == 0, result.stderr
+    history = platform()["spark_history"]["service"]
+    image = f"cr.yandex/crp0/{platform()['images']['spark']}:abc"
+    kubectl = calls(log_dir, "kubectl")
+    (set_image,) = [call for call in kubectl if call.startswith(
+        f"--namespace {platform()['namespaces']['platform']} set image")]
+    assert set_image.endswith(f"deployment/{history} {history}={image}")
+    # after the overlay is applied, with the image the ConfigMap hands the SparkApplications
+    patch = next(i for i, call in enumerate(kubectl) if "patch configmap" in call)
+    assert f'"spark_image": "{image}"' in kubectl[patch]
+    assert kubectl.index(set_image) > patch
+
+
+def test_port_forward_spark_history(fakes):
+    env, log_dir = fakes
+    result = make({**env, "FAKE_CONTEXT": "kind-x"}, "port-forward-spark-history")
+    assert result.returncode == 0, result.stderr
+    history = platform()["spark_history"]
+    port = history["port"]
+    assert calls(log_dir, "kubectl") == [
+        f"--namespace {platform()['namespaces']['platform']} port-forward "
+        f"service/{history['service']} {port}:{port}"]
+    assert f"http://localhost:{port}" in result.stdout and "/history/" in result.stdout
+
+
 @pytest.mark.parametrize(("target", "says"), [
     ("port-forward-airflow", "log in"), ("port-forward-mlflow", "log in")])
 def test_port_forward_says_how_to_log_in(fakes, target, says):
