@@ -12,7 +12,7 @@ from kubernetes.client.rest import ApiException
 from fraudops.core.platform import platform
 from fraudops.core.steps import Step
 from fraudops.orchestration.settings import Settings, run_context
-from fraudops.orchestration.spark_application import build_spark_application
+from fraudops.orchestration.spark_application import build_spark_application, history_url
 
 with warnings.catch_warnings():
     # Provider 10.9.0 imports airflow.utils.timezone.utcnow, deprecated by Airflow 3.1: not ours
@@ -101,6 +101,37 @@ class SparkStepKubernetesOperator(SparkKubernetesOperator):
                                        f"{STALE_DELETE_TIMEOUT_SECONDS}s after its deletion")
                 time.sleep(2)
         return stale
+
+    def process_pod_deletion(self, pod, *, reraise=True):
+        # The provider deletes the application here, and its status with it: name the step's
+        # page on the Spark History Server first.
+        if pod is not None:
+            self.log_history_url(pod)
+        return super().process_pod_deletion(pod, reraise=reraise)
+
+    def log_history_url(self, pod) -> str | None:
+        """Log (and return) the application's Spark History Server URL, from the id Spark gave
+        it: the SparkApplication's status.sparkApplicationId, else the driver pod's
+        spark-app-selector label. Never fails the task: the step's outcome is already decided."""
+        name = pod.metadata.name.removesuffix("-driver")
+        app_id = None
+        try:
+            status = self.custom_obj_api.get_namespaced_custom_object_status(
+                namespace=self.namespace, name=name, **SPARK_API).get("status") or {}
+            app_id = status.get("sparkApplicationId")
+        except Exception as error:  # noqa: BLE001 - a log line, never the task's failure
+            self.log.warning("No status of SparkApplication %s for its history URL: %s",
+                             name, error)
+        if not app_id:
+            app_id = (getattr(pod.metadata, "labels", None) or {}).get("spark-app-selector")
+        if not app_id:
+            self.log.info("SparkApplication %s has no Spark application id (never started): no "
+                          "Spark History Server page", name)
+            return None
+        url = history_url(app_id)
+        self.log.info("Spark History Server: %s (make port-forward-spark-history; the event log "
+                      "shows up a few seconds after the driver ends)", url)
+        return url
 
     def _exists(self, name: str) -> bool:
         try:

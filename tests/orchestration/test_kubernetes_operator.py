@@ -230,3 +230,98 @@ def test_the_same_try_reattaches_to_its_running_driver(kubernetes_dag):
     assert own["metadata"]["name"] in api.apps
     with mock.patch.object(type(operator), "find_spark_job", return_value=None):
         assert operator.remove_stale_applications(context) == [own["metadata"]["name"]]
+
+
+# --- the Spark History Server page of each step ---------------------------------------------
+
+
+class FakeStatus(FakeSparkApplications):
+    """The API server's status subresource: gone with its application."""
+
+    def __init__(self, app_id: str | None):
+        super().__init__()
+        self.app_id = app_id
+        self.status_reads: list[str] = []
+
+    def get_namespaced_custom_object_status(self, *, name, **_):
+        if name not in self.apps:
+            raise ApiException(status=404, reason="Not Found")
+        self.status_reads.append(name)
+        status = {"applicationState": {"state": "COMPLETED"}}
+        if self.app_id:
+            status["sparkApplicationId"] = self.app_id
+        return {"status": status}
+
+
+def driver_pod(app: dict, labels: dict | None = None):
+    name = f"{app['metadata']['name']}-driver"
+    return SimpleNamespace(metadata=SimpleNamespace(name=name, labels=labels or {}))
+
+
+def finish(operator, dag, api: FakeStatus, pod_labels: dict | None = None):
+    """The end of a task: the provider's cleanup hands the driver pod to process_pod_deletion,
+    which deletes the SparkApplication through the launcher. Returns (the application, the
+    logged lines)."""
+    from airflow.providers.cncf.kubernetes.operators.custom_object_launcher import (
+        CustomObjectLauncher,
+    )
+
+    context = airflow_context(dag, operator.task_id)
+    app = operator.spark_application(context)
+    api.add(app)
+    core = mock.Mock()
+    operator.__dict__["client"] = core
+    operator.__dict__["custom_obj_api"] = api
+    operator.launcher = CustomObjectLauncher(
+        name=app["metadata"]["name"], namespace=operator.namespace, kube_client=core,
+        custom_obj_api=api, template_body={"spark": app})
+    lines: list[str] = []
+    log = mock.Mock()
+    log.info.side_effect = log.warning.side_effect = lambda msg, *args: lines.append(msg % args)
+    with mock.patch.object(type(operator), "log", new_callable=mock.PropertyMock,
+                           return_value=log):
+        operator.process_pod_deletion(driver_pod(app, pod_labels), reraise=False)
+    return app, lines
+
+
+def test_the_task_log_names_the_history_page_read_before_the_deletion(kubernetes_dag):
+    from fraudops.core.platform import platform
+
+    operator = kubernetes_dag.get_task("train")
+    api = FakeStatus("spark-0123456789abcdef")
+    app, lines = finish(operator, kubernetes_dag, api)
+    name = app["metadata"]["name"]
+    assert api.status_reads == [name] and api.deleted == [name]
+    port = platform()["spark_history"]["port"]
+    url = f"http://localhost:{port}/history/spark-0123456789abcdef/"
+    (line,) = [line for line in lines if "Spark History Server" in line]
+    assert url in line and "make port-forward-spark-history" in line
+    # ... and before the provider's own "Deleting spark job" line.
+    assert lines.index(line) < next(i for i, l in enumerate(lines) if l.startswith("Deleting"))
+
+
+def test_without_a_status_id_the_driver_label_names_the_page(kubernetes_dag):
+    operator = kubernetes_dag.get_task("clean")
+    api = FakeStatus(None)
+    _, lines = finish(operator, kubernetes_dag, api,
+                      pod_labels={"spark-app-selector": "spark-fedcba9876543210"})
+    assert any("/history/spark-fedcba9876543210/" in line for line in lines)
+
+
+def test_an_application_that_never_started_has_no_page_and_is_still_deleted(kubernetes_dag):
+    operator = kubernetes_dag.get_task("score")
+    api = FakeStatus(None)
+    app, lines = finish(operator, kubernetes_dag, api)
+    assert api.deleted == [app["metadata"]["name"]]
+    assert not any("/history/" in line for line in lines)
+    assert any("no Spark History Server page" in line for line in lines)
+
+
+def test_a_failing_status_read_never_fails_the_cleanup(kubernetes_dag):
+    operator = kubernetes_dag.get_task("features")
+    api = FakeStatus("spark-1")
+    api.get_namespaced_custom_object_status = mock.Mock(
+        side_effect=ApiException(status=500, reason="Internal Server Error"))
+    app, lines = finish(operator, kubernetes_dag, api)
+    assert api.deleted == [app["metadata"]["name"]]
+    assert any("No status of SparkApplication" in line for line in lines)
