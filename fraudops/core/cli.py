@@ -8,6 +8,7 @@ import logging
 import sys
 
 from fraudops.core import config
+from fraudops.core.steps import is_safe_id, unique_id
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -23,13 +24,25 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--run-id",
         default=None,
-        help="id of the pipeline run; names this run's summary (default: a UTC timestamp)",
+        type=run_id_arg,
+        help="id of the pipeline run; names this run's summary: lower-case letters, digits and "
+        "inner dashes, as fraudops.core.steps.unique_id makes them (default: a UTC timestamp)",
     )
     return p
 
 
 def run_id(value: str | None) -> str:
     return value or dt.datetime.now(dt.UTC).strftime("manual-%Y%m%dt%H%M%S")
+
+
+def run_id_arg(value: str) -> str:
+    """A run id as the command line takes it: already safe, since it names files (a summary
+    under ``_state/runs/<step>/``); ``../../manifest`` would resolve into the lake's state."""
+    if not is_safe_id(value):
+        raise argparse.ArgumentTypeError(
+            f"not a safe run id: {value!r} (lower-case letters, digits and inner dashes, at most "
+            f"63; for example {unique_id(value)!r})")
+    return value
 
 
 def date_arg(value: str) -> dt.date:

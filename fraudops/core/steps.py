@@ -6,6 +6,7 @@ and arguments from here, so a job's command line is never retyped.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,9 +66,36 @@ class Step:
         return common + _STEP_ARGS[self.name](ctx) + list(ctx.extra_args.get(self.name, ()))
 
 
+SAFE_ID_LENGTH = 63  # a DNS label
+_SAFE_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ID_HASH_LENGTH = 8
+
+
 def safe_id(value: str) -> str:
-    """A run id usable in file names, Kubernetes names and MLflow tags."""
-    return re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:63]
+    """A name usable in file names, Kubernetes names and MLflow tags (lossy: ``Retrain.1`` and
+    ``retrain_1`` give one name; unique_id keeps them apart)."""
+    return re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:SAFE_ID_LENGTH]
+
+
+def unique_id(value: str) -> str:
+    """A run id usable in file names, Kubernetes names and MLflow tags, one per original id.
+
+    An id that is already safe (lower-case letters, digits and inner dashes, 63 at most) is
+    kept as it is. Any other is mapped as safe_id maps it, cut shorter, and given a short hash
+    of the original, so that two ids that map alike (``Retrain.1`` and ``retrain_1``) still
+    name two runs.
+    """
+    if _SAFE_ID.match(value):
+        return value
+    digest = hashlib.sha256(value.encode()).hexdigest()[:_ID_HASH_LENGTH]
+    mapped = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    mapped = mapped[:SAFE_ID_LENGTH - _ID_HASH_LENGTH - 1].rstrip("-")
+    return f"{mapped}-{digest}" if mapped else f"id-{digest}"
+
+
+def is_safe_id(value: str) -> bool:
+    """Whether ``value`` may name a run's files as it is (unique_id keeps it)."""
+    return bool(_SAFE_ID.match(value))
 
 
 _STEP_ARGS = {
