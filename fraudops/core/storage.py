@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -77,6 +78,15 @@ def list_files(prefix: str, suffix: str = "", must_exist: bool = False) -> list[
     return sorted(entries, key=lambda e: e.path)
 
 
+def file_entry(path: str) -> FileEntry | None:
+    """The size and time of one file, or None where there is none."""
+    filesystem, base, scheme = _resolve(path)
+    info = filesystem.get_file_info(base)
+    if info.type != pafs.FileType.File:
+        return None
+    return FileEntry(scheme + info.path, info.size or 0, info.mtime_ns or 0)
+
+
 def exists(path: str) -> bool:
     filesystem, base, _ = _resolve(path)
     return filesystem.get_file_info(base).type != pafs.FileType.NotFound
@@ -88,12 +98,18 @@ def read_bytes(path: str) -> bytes:
         return stream.read()
 
 
-def md5(path: str, chunk: int = 1 << 20) -> str:
+def read_chunks(path: str, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """A file's bytes in blocks of ``chunk``: a large file never sits whole in memory."""
     filesystem, base, _ = _resolve(path)
-    digest = hashlib.md5(usedforsecurity=False)
     with filesystem.open_input_stream(base) as stream:
         while block := stream.read(chunk):
-            digest.update(block)
+            yield block
+
+
+def md5(path: str, chunk: int = 1 << 20) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    for block in read_chunks(path, chunk):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -161,6 +177,100 @@ def _s3_create_exclusive(path: str, data: bytes) -> bool:
         raise
 
 
+# Compare-and-swap on small files: the lease and the lake's state ------------------------------
+
+def read_versioned(path: str) -> tuple[bytes | None, str | None]:
+    """A small file's bytes and its version (None, None where there is none).
+
+    On S3 the version is the object's ETag, read in the same GET as the bytes; locally it is
+    the MD5 of the bytes. write_if takes it back.
+    """
+    filesystem, base, _ = _resolve(path)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        try:
+            with open(base, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            return None, None
+        return data, hashlib.md5(data, usedforsecurity=False).hexdigest()
+    from botocore.exceptions import ClientError
+
+    bucket, key = _bucket_key(path)
+    try:
+        response = _boto3().get_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None, None
+        raise
+    return response["Body"].read(), response["ETag"]
+
+
+class VersionConflict(RuntimeError):
+    """A conditional write found another version than the one it was based on."""
+
+
+def write_if(path: str, data: bytes, version: str | None) -> str:
+    """Write ``data`` only if the file is still at ``version`` (None: only if there is none);
+    returns the new version, or raises VersionConflict.
+
+    On S3 one conditional PUT: ``If-Match: <ETag>``, or ``If-None-Match: *`` for a file that
+    must not exist (AWS S3 documents both for PutObject; moto, which the tests run, and MinIO
+    implement them). Locally the compare and the replace run under an exclusive lock on a
+    lock file beside ``path``: every writer of these files takes it, so no write falls between
+    the two.
+    """
+    filesystem, base, _ = _resolve(path)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        return _local_write_if(base, data, version)
+    from botocore.exceptions import ClientError
+
+    bucket, key = _bucket_key(path)
+    condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+    try:
+        response = _boto3().put_object(Bucket=bucket, Key=key, Body=data, **condition)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412",
+                    "409", "404"):
+            raise VersionConflict(f"{path} is no longer at version {version}") from exc
+        raise
+    return response["ETag"]
+
+
+def _local_write_if(base: str, data: bytes, version: str | None) -> str:
+    import fcntl
+
+    folder, name = os.path.split(base)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f".{name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        try:
+            with open(base, "rb") as handle:
+                current = hashlib.md5(handle.read(), usedforsecurity=False).hexdigest()
+        except FileNotFoundError:
+            current = None
+        if current != version:
+            raise VersionConflict(f"{base} is at version {current}, not {version}")
+        tmp = f"{base}.tmp-{os.getpid()}-{uuid.uuid4().hex}"
+        with open(tmp, "wb") as out:
+            out.write(data)
+        os.replace(tmp, base)
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _bucket_key(path: str) -> tuple[str, str]:
+    bucket, _, key = path.split("://", 1)[1].partition("/")
+    return bucket, key
+
+
+@cache
+def _boto3():
+    import boto3  # only where the lake is on S3
+
+    return boto3.client("s3", endpoint_url=config.s3_endpoint(),
+                        region_name=os.environ.get("AWS_REGION", "ru-central1"))
+
+
 def delete_file(path: str) -> None:
     filesystem, base, _ = _resolve(path)
     try:
@@ -175,8 +285,12 @@ def read_json(path: str, default: Any = None) -> Any:
     return json.loads(read_bytes(path))
 
 
+def json_bytes(value: Any) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
 def write_json(path: str, value: Any) -> None:
-    write_bytes(path, (json.dumps(value, indent=2, sort_keys=True, default=str) + "\n").encode())
+    write_bytes(path, json_bytes(value))
 
 
 def delete_dir(path: str) -> None:

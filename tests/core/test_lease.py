@@ -1,4 +1,5 @@
-"""The lake's lease: one holder at a time across processes; a dead holder's lease expires."""
+"""The lake's lease: one holder at a time across processes; a dead holder's lease expires; a
+holder that lost it commits nothing (issue 45: the lease is a fence)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import time
 
 import pytest
 
-from fraudops.core import lease
+from fraudops.core import lease, storage
 from fraudops.core.lake import Lake
+
+
+def _released(lake: Lake) -> bool:
+    """Released: the file stays, marked, so that the next holder's generation follows."""
+    return json.loads(storage.read_bytes(lake.lease)).get("released") is True
 
 
 def _hold_and_count(root: str, run_id: str, log_path: str) -> None:
@@ -38,7 +44,8 @@ def test_two_processes_never_hold_the_lease_at_once(tmp_path):
     assert len(events) == 6
     for enter, leave in zip(events[::2], events[1::2]):  # in/out pairs of one run each
         assert enter[0] == "in" and leave == ("out", enter[1])
-    assert not os.path.exists(lake.lease)
+    assert _released(lake)
+    assert json.load(open(lake.lease))["generation"] == 3  # one per holder
 
 
 def _write_lease(lake: Lake, **record) -> None:
@@ -74,7 +81,7 @@ def test_a_stale_lease_from_a_dead_run_is_taken_over(tmp_path, record):
     with lease.held(lake, "clean", "new", wait=0.5) as held:
         assert json.load(open(lake.lease))["run_id"] == "new"
         held.check()
-    assert not os.path.exists(lake.lease)
+    assert _released(lake)
 
 
 def test_a_holder_renews_its_lease_and_notices_losing_it(tmp_path):
@@ -86,18 +93,19 @@ def test_a_holder_renews_its_lease_and_notices_losing_it(tmp_path):
         _write_lease(lake)  # taken over by another run
         with pytest.raises(lease.LeaseLost):
             held.check()
-    assert os.path.exists(lake.lease)  # the other run's lease is left alone
+    assert json.load(open(lake.lease))["run_id"] == "old"  # the other run's lease is left alone
 
 
 def test_on_s3_the_lease_is_a_conditional_create(s3_server, monkeypatch):
-    """On an s3a:// lake the lease is a PUT with If-None-Match: * (moto's S3 here)."""
-    from fraudops.core import storage
+    """On an s3a:// lake the lease is a PUT with If-None-Match: * or If-Match: <ETag> (moto's
+    S3 here, whose version implements both for PutObject), and so is every fenced commit."""
     from tests import servers
 
     for name, value in {**servers.S3_KEYS, "FRAUDOPS_S3_ENDPOINT": s3_server,
                         "AWS_REGION": servers.S3_REGION}.items():
         monkeypatch.setenv(name, value)
     storage._s3.cache_clear()
+    storage._boto3.cache_clear()
     lake = Lake(f"s3a://{servers.ARTIFACTS_BUCKET}/lease-test")
     try:
         assert storage.create_exclusive(lake.path("_state", "probe"), b"1")
@@ -107,6 +115,70 @@ def test_on_s3_the_lease_is_a_conditional_create(s3_server, monkeypatch):
             with pytest.raises(lease.LeaseBusy, match="clean of run r1"):
                 lease.Lease(lake, "features", "r2").acquire(wait=0.5)
             held.check()
-        assert not storage.exists(lake.lease)
+        assert _released(lake)
+        _a_stale_holder_commits_nothing(lake)
     finally:
         storage._s3.cache_clear()
+        storage._boto3.cache_clear()
+
+
+def _a_stale_holder_commits_nothing(lake: Lake) -> None:
+    """A holds the lease and read the state; it stalls past its expiry (no renewal); B takes
+    it over and commits. A comes back: its commit fails, B's state stands."""
+    path = lake.path("_state", "clean_days.json")
+    storage.write_json(path, {"d1": 1})
+    a = lease.Lease(lake, "clean", "A", ttl=0.3)
+    a.acquire(wait=0.5)
+    a._stop.set()  # stalled: its renewer stands still as well
+    a._renewer.join()
+    assert lease.read_state(lake, path) == {"d1": 1}
+    time.sleep(0.4)
+    lease._HELD.pop(lake.root)  # B runs in another process
+    with lease.held(lake, "clean", "B", wait=2) as b:
+        assert b.generation == a.generation + 1
+        lease.write_state(lake, path, {"d1": 1, "d2": 2})
+    lease._HELD[lake.root] = a  # A resumes
+    with pytest.raises(lease.LeaseLost, match="generation"):
+        lease.write_state(lake, path, {"d1": 1, "stale": True})
+    lease._HELD.pop(lake.root)
+    assert lease.read_state(lake, path) == {"d1": 1, "d2": 2}
+
+
+def test_a_stale_holder_commits_nothing_locally(tmp_path):
+    _a_stale_holder_commits_nothing(Lake(str(tmp_path / "lake")))
+
+
+def test_a_state_file_changed_under_its_holder_is_not_overwritten(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    path = lake.path("_state", "manifest.json")
+    storage.write_json(path, {"a": 1})
+    with lease.held(lake, "clean", "r1", wait=0.5):
+        lease.read_state(lake, path)
+        storage.write_json(path, {"written": "by a writer outside the lease"})
+        with pytest.raises(lease.LeaseLost, match="changed under it"):
+            lease.write_state(lake, path, {"a": 1, "b": 2})
+    assert storage.read_json(path) == {"written": "by a writer outside the lease"}
+
+
+def test_a_renewer_that_fails_stops_its_writer(tmp_path, monkeypatch):
+    lake = Lake(str(tmp_path / "lake"))
+    with lease.held(lake, "clean", "r1", ttl=0.3, wait=0.5) as held:
+        def broken(*args, **kwargs):
+            raise OSError("injected: the object store is unreachable")
+        with monkeypatch.context() as patch:
+            patch.setattr(storage, "write_if", broken)
+            held._renewer.join(2)  # its first renewal fails, and it stops
+        assert not held._renewer.is_alive() and "unreachable" in held.lost
+        with pytest.raises(lease.LeaseLost, match="unreachable"):
+            lease.write_state(lake, lake.clean_days, {})
+    assert not os.path.exists(lake.clean_days)
+
+
+def test_of_two_runs_taking_over_a_stale_lease_one_wins(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    _write_lease(lake, expires_at=0)
+    _, version = storage.read_versioned(lake.lease)
+    storage.write_if(lake.lease, b'{"run_id": "first", "expires_at": 1e12}', version)
+    with pytest.raises(storage.VersionConflict):  # the second one read the same stale lease
+        storage.write_if(lake.lease, b'{"run_id": "second", "expires_at": 1e12}', version)
+    assert json.load(open(lake.lease))["run_id"] == "first"
