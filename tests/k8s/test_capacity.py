@@ -1,4 +1,4 @@
-"""Capacity that adds up: every step's Spark pods (fraudops.core.capacity, from the SparkApplication
+"""Capacity that adds up: every step's Spark pods (tests.k8s.capacity, from the SparkApplication
 each step really gets) through each overlay's LimitRange and ResourceQuota and onto the Spark node
 group's nodes; the platform's pods (chart values, the MLflow chart rendered) onto the system node
 group's. docs/kubernetes.md ("Capacity") says why each rule is what it is."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from fraudops.core import capacity
-from fraudops.core.capacity import Resources
+from tests.k8s import capacity
+from tests.k8s.capacity import Resources
 from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS, RunContext
 from fraudops.orchestration.settings import load_settings

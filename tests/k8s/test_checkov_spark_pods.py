@@ -2,7 +2,7 @@
 SparkApplication kind, so each filled application is turned into the driver and executor pods
 Spark creates from it (image, service account, security contexts, env, node placement, the
 annotations spark-operator copies onto the pods, and the requests and limits Spark computes,
-fraudops.core.capacity). Nothing may fail; each skip is an annotation in the SparkApplication
+tests.k8s.capacity). Nothing may fail; each skip is an annotation in the SparkApplication
 template, with its reason beside it."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import subprocess
 import pytest
 import yaml
 
-from fraudops.core import capacity
 from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS, RunContext
 from fraudops.orchestration import spark_application as sa
 from fraudops.orchestration.settings import load_settings
+from tests.k8s import capacity
 from tests.k8s.manifests import K8S, kustomize_text
 from tests.paths import REPO
 
