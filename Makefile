@@ -13,7 +13,14 @@ CHECKOV_VENV := tools/checkov/.venv
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup test lint clean-local
+# The tiers (pyproject.toml defines the markers, tests/conftest.py applies them): test-fast is the
+# inner loop without a JVM, a server or the model loop; test is everything, as CI runs it.
+FAST_TESTS := not spark and not server and not loop and not slow
+# When make started: the times printed include the set-up.
+STARTED := $(shell date +%s)
+elapsed = echo ">>> $(1): $$(( $$(date +%s) - $(STARTED) )) s including set-up"
+
+.PHONY: help setup test test-fast lint clean-local
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -32,8 +39,13 @@ $(CHECKOV_VENV)/.synced: tools/checkov/pyproject.toml tools/checkov/uv.lock | $(
 
 setup: $(VENV)/.synced $(CHECKOV_VENV)/.synced ## Create the virtualenvs from the lock files
 
-test: setup ## Run the test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup ## Run the whole test suite; prints the 20 slowest tests and the time
+	@status=0; $(PY) -m pytest --durations=20 $(PYTEST_ARGS) || status=$$?; \
+	$(call elapsed,make test); exit $$status
+
+test-fast: lint ## The fast tier: no JVM, no server, no model loop, nothing slow (ruff first)
+	@status=0; $(PY) -m pytest -m "$(FAST_TESTS)" --durations=10 $(PYTEST_ARGS) || status=$$?; \
+	$(call elapsed,make test-fast); exit $$status
 
 lint: setup ## ruff over the Python code
 	$(VENV)/bin/ruff check fraudops spark_jobs dags tests benchmarks

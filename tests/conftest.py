@@ -1,5 +1,12 @@
 """Session fixtures every test folder may use: real servers (see tests/servers.py), one local
-SparkSession and small lakes to write into (benchmarks/tests/conftest.py imports them too)."""
+SparkSession and small lakes to write into (benchmarks/tests/conftest.py imports them too).
+
+The tiers: each test gets its markers here, from the fixtures it uses (the ``spark`` fixture:
+``spark``; a server fixture: ``server``) and from the table of the tests that start a JVM or a
+server in a subprocess, run the model loop or a linter, or are slow; ``loop`` implies ``spark``.
+``make test-fast`` deselects ``spark``, ``server``, ``loop`` and ``slow``; pyproject.toml says
+what each marker means.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,72 @@ import pytest
 
 from fraudops.core import cli
 from fraudops.core.lake import Lake
-from tests import servers
+from tests import checkov, servers
+
+# The tiers, in one place (pyproject.toml says what each marker means). A test gets a marker
+# from the fixtures it uses ...
+MARKERS_OF_FIXTURE = {
+    "spark": {"spark"},
+    "maven": {"spark"},  # tests/k8s/test_spark_jars.py: Maven is a JVM too
+    "postgres_server": {"server"},
+    "s3_server": {"server"},
+    "mlflow_server": {"server"},
+    "local_airflow": {"slow"},  # a migrated Airflow database, `airflow dags test`
+    "checkov_reports": {"lint", "slow"},  # the one checkov run over everything it checks
+}
+# ... or from its node id (a module, or a test name's beginning): tests that start a JVM or a
+# server in a subprocess, run the model loop, run a linter, or take long for another reason.
+MARKERS_OF_TESTS = {
+    # The model loop: train, promote, score, report, each in its JVM.
+    "tests/spark_jobs/test_model_loop.py": {"loop"},
+    "tests/spark_jobs/test_model_failures.py": {"loop"},
+    "tests/orchestration/test_end_to_end.py": {"loop"},
+    "tests/orchestration/test_spark_submit.py": {"loop"},
+    "benchmarks/tests/test_quality.py": {"loop"},
+    "benchmarks/tests/test_backtest.py::test_day_rows_keep": {"loop"},
+    # A Spark step or a SparkSession in a subprocess.
+    "tests/spark_jobs/test_spark_session.py::test_spark_submit_keeps": {"spark"},
+    "tests/spark_jobs/test_spark_session.py::test_a_step_the_local_launcher": {"spark"},
+    "tests/simulator/test_generate.py::test_the_cleaning_job_quarantines": {"spark"},
+    "tests/k8s/test_e2e.py": {"spark", "slow"},
+    # Linters and scanners over the tree.
+    "tests/test_secrets_scan.py::test_detect_secrets_finds_nothing_new": {"lint", "slow"},
+    "tests/k8s/test_images.py::test_hadolint": {"lint"},
+    "tests/test_workflows.py::test_actionlint": {"lint"},
+    "tests/terraform/test_tf_outputs_to_k8s.py::test_script_passes_shellcheck": {"lint"},
+    "tests/test_lint.py": {"lint"},
+    # A fresh interpreter that imports Airflow, MLflow or every module, or runs make many times:
+    # ten seconds and more each.
+    "tests/orchestration/test_dag_structure.py::test_dag_file_parses": {"slow"},
+    "tests/test_layout.py::test_core_and_orchestration_import_without_pyspark": {"slow"},
+    "tests/core/test_job_logging.py": {"slow"},
+    "tests/core/test_lease.py::test_two_processes_never_hold_the_lease_at_once": {"slow"},
+    "tests/model/test_registry.py::test_rollback_cli_runs_without_pyspark": {"slow"},
+    "tests/model/test_metrics.py::test_the_benchmarks_plain_loop": {"slow"},
+    "tests/spark_jobs/test_features.py::test_the_sample_has_ties": {"slow"},
+    "tests/k8s/test_deploy_make.py": {"slow"},
+    "tests/terraform/test_infra_make.py": {"slow"},
+}
+
+
+def tier_markers(item) -> set[str]:
+    """The tier markers ``item`` gets from its fixtures and its node id."""
+    needs = set()
+    for fixture in item.fixturenames:
+        needs |= MARKERS_OF_FIXTURE.get(fixture, set())
+    for prefix, markers in MARKERS_OF_TESTS.items():
+        if item.nodeid.startswith(prefix):
+            needs |= markers
+    if "loop" in needs or item.get_closest_marker("loop"):
+        needs.add("spark")
+    return needs
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        have = {m.name for m in item.iter_markers()}
+        for name in sorted(tier_markers(item) - have):
+            item.add_marker(name)
 
 
 @pytest.fixture(autouse=True)
@@ -37,6 +109,15 @@ def s3_server():
 def mlflow_server(postgres_server, s3_server):
     """Tracking URI of an MLflow server on PostgreSQL with artifacts proxied to S3 (moto)."""
     yield from servers.mlflow_server(postgres_server, s3_server)
+
+
+@pytest.fixture(scope="session")
+def checkov_reports(tmp_path_factory):
+    """{target: {framework: report}}: one checkov run over every target the collected test
+    modules registered (tests/checkov.py)."""
+    if not checkov.CHECKOV.exists():
+        pytest.skip(checkov.MISSING)
+    return checkov.scan(tmp_path_factory.mktemp("checkov"))
 
 
 @pytest.fixture(scope="session")

@@ -4,14 +4,13 @@ annotation on the object, a `# checkov:skip=` comment in the Dockerfile)."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 
 import pytest
 import yaml
 
 from fraudops.core.platform import platform
+from tests import checkov
 from tests.k8s.manifests import (
     K8S,
     MLFLOW_CHART,
@@ -22,10 +21,8 @@ from tests.k8s.manifests import (
     render_chart,
 )
 
-CHECKOV = REPO / "tools" / "checkov" / ".venv" / "bin" / "checkov"
-pytestmark = pytest.mark.skipif(
-    not CHECKOV.exists(), reason="checkov is not installed (make setup creates tools/checkov/.venv)"
-)
+pytestmark = checkov.requires_checkov
+TARGET = "deploy"
 NAMES = platform()
 # Checks that must have run and passed: the hardening this code exists for.
 REQUIRED_PASSES = {
@@ -47,9 +44,9 @@ REQUIRED_PASSES = {
 }
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("checkov")
+@checkov.target(TARGET)
+def deployed_and_built(root):
+    """The rendered overlays and MLflow chart, and the three Dockerfiles."""
     for overlay in OVERLAYS:
         (root / f"overlay-{overlay}.yaml").write_text(kustomize_text(K8S / "overlays" / overlay))
     namespace = NAMES["namespaces"]["platform"]
@@ -64,16 +61,12 @@ def report(tmp_path_factory):
     for image in ("spark", "airflow", "mlflow"):
         (root / image).mkdir()
         shutil.copy(REPO / "images" / image / "Dockerfile", root / image / "Dockerfile")
-    result = subprocess.run(
-        [str(CHECKOV), "-d", str(root), "--framework", "kubernetes", "dockerfile",
-         "--skip-download", "--output", "json"],
-        capture_output=True, text=True, timeout=180, check=False,
-    )
-    assert result.stdout.strip(), result.stderr[-2000:]
-    parsed = json.loads(result.stdout)
-    reports = {r["check_type"]: r for r in (parsed if isinstance(parsed, list) else [parsed])}
-    assert set(reports) == {"kubernetes", "dockerfile"}, reports.keys()
-    return reports
+
+
+@pytest.fixture
+def report(checkov_reports):
+    return {framework: checkov.report(checkov_reports, TARGET, framework)
+            for framework in ("kubernetes", "dockerfile")}
 
 
 @pytest.mark.parametrize("framework", ["kubernetes", "dockerfile"])

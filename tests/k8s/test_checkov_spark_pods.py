@@ -7,9 +7,6 @@ template, with its reason beside it."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 import yaml
 
@@ -17,14 +14,11 @@ from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS, RunContext
 from fraudops.orchestration import spark_application as sa
 from fraudops.orchestration.settings import load_settings
+from tests import checkov
 from tests.k8s import capacity
 from tests.k8s.manifests import K8S, kustomize_text
-from tests.paths import REPO
-
-CHECKOV = REPO / "tools" / "checkov" / ".venv" / "bin" / "checkov"
-pytestmark = pytest.mark.skipif(
-    not CHECKOV.exists(), reason="checkov is not installed (make setup creates tools/checkov/.venv)"
-)
+pytestmark = checkov.requires_checkov
+TARGET = "spark-pods"
 NAMES = platform()
 
 
@@ -71,9 +65,9 @@ def pod(app: dict, role: str, accounts: dict[str, dict]) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("checkov-spark")
+@checkov.target(TARGET)
+def step_pods(root):
+    """The driver and executor pods of every step, with the jobs namespace's NetworkPolicies."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FRAUDOPS_BACKEND", "kubernetes")
         env.setenv("FRAUDOPS_SPARK_IMAGE", "cr.yandex/crp123/fraudops-spark:abc1234")
@@ -90,16 +84,19 @@ def report(tmp_path_factory):
                 and d["metadata"].get("namespace") == NAMES["namespaces"]["jobs"]]
     assert policies
     (root / "network-policies.yaml").write_text(yaml.safe_dump_all(policies))
-    result = subprocess.run(
-        [str(CHECKOV), "-d", str(root), "--framework", "kubernetes", "--skip-download",
-         "--output", "json"], capture_output=True, text=True, timeout=180, check=False)
-    assert result.stdout.strip(), result.stderr[-2000:]
-    return json.loads(result.stdout), len(pods)
+
+
+@pytest.fixture
+def report(checkov_reports):
+    return checkov.report(checkov_reports, TARGET, "kubernetes")
 
 
 def test_every_step_pod_passes_checkov(report):
-    parsed, count = report
-    assert count == 2 * len(STEPS)
+    parsed = report
+    checked = parsed["results"]["passed_checks"] + parsed["results"]["failed_checks"]
+    pods = {c["resource"] for c in checked if c["resource"].startswith("Pod.")
+            and c["resource"].endswith(("-driver", "-executor"))}
+    assert len(pods) == 2 * len(STEPS), sorted(pods)
     failed = [(c["check_id"], c["check_name"], c["resource"])
               for c in parsed["results"]["failed_checks"]]
     assert failed == []
@@ -109,7 +106,7 @@ def test_every_step_pod_passes_checkov(report):
 
 
 def test_every_skip_has_a_reason(report):
-    parsed, _ = report
+    parsed = report
     skipped = parsed["results"]["skipped_checks"]
     assert all((c.get("check_result") or {}).get("suppress_comment", "").strip()
                for c in skipped), [c["check_id"] for c in skipped]

@@ -10,21 +10,16 @@ release namespace filled in where Helm fills it at install time.
 
 from __future__ import annotations
 
-import json
-import subprocess
-
 import pytest
 import yaml
 
 from fraudops.core.platform import platform
+from tests import checkov
 from tests.k8s.manifests import K8S, kustomize_text, objects, render_chart
 from tests.k8s.test_upstream_charts import pulled_chart, values
 from tests.paths import REPO
 
-CHECKOV = REPO / "tools" / "checkov" / ".venv" / "bin" / "checkov"
-pytestmark = pytest.mark.skipif(
-    not CHECKOV.exists(), reason="checkov is not installed (make setup creates tools/checkov/.venv)"
-)
+pytestmark = checkov.requires_checkov
 NAMES = platform()
 SKIPS_FILE = REPO / "charts" / "checkov-skips.yaml"
 # chart key (charts/versions.yaml) -> release name, namespace, our values files.
@@ -57,28 +52,34 @@ def test_every_skip_has_a_reason():
             assert isinstance(reason, str) and len(reason.strip()) > 30, (chart, check)
 
 
-@pytest.fixture(scope="module", params=sorted(RELEASES))
-def report(request, tmp_path_factory):
+def rendered_chart(key: str):
+    """The target of chart ``key``: the chart rendered with our values, with the NetworkPolicies
+    k8s/base puts in its namespace."""
+    def build(root):
+        release, namespace, value_files = RELEASES[key]
+        chart = pulled_chart(key)
+        objs = objects(render_chart(chart, values(*value_files), release=release,
+                                    namespace=namespace))
+        for obj in objs:
+            if obj["kind"] not in CLUSTER_SCOPED:
+                obj["metadata"].setdefault("namespace", namespace)
+        policies = [d for d in yaml.safe_load_all(kustomize_text(K8S / "base")) if d
+                    and d.get("kind") == "NetworkPolicy"
+                    and d["metadata"].get("namespace") == namespace]
+        assert policies, f"k8s/base has no NetworkPolicy in {namespace}"
+        (root / f"{release}.yaml").write_text(yaml.safe_dump_all(objs))
+        (root / "network-policies.yaml").write_text(yaml.safe_dump_all(policies))
+    return build
+
+
+for _key in RELEASES:
+    checkov.target(f"chart-{_key}")(rendered_chart(_key))
+
+
+@pytest.fixture(params=sorted(RELEASES))
+def report(request, checkov_reports):
     key = request.param
-    release, namespace, value_files = RELEASES[key]
-    chart = pulled_chart(key)
-    objs = objects(render_chart(chart, values(*value_files), release=release,
-                                namespace=namespace))
-    for obj in objs:
-        if obj["kind"] not in CLUSTER_SCOPED:
-            obj["metadata"].setdefault("namespace", namespace)
-    policies = [d for d in yaml.safe_load_all(kustomize_text(K8S / "base")) if d
-                and d.get("kind") == "NetworkPolicy" and d["metadata"].get("namespace") == namespace]
-    assert policies, f"k8s/base has no NetworkPolicy in {namespace}"
-    root = tmp_path_factory.mktemp(f"checkov-{key}")
-    (root / f"{release}.yaml").write_text(yaml.safe_dump_all(objs))
-    (root / "network-policies.yaml").write_text(yaml.safe_dump_all(policies))
-    result = subprocess.run(
-        [str(CHECKOV), "-d", str(root), "--framework", "kubernetes", "--skip-download",
-         "--output", "json"], capture_output=True, text=True, timeout=300, check=False)
-    assert result.stdout.strip(), result.stderr[-2000:]
-    parsed = json.loads(result.stdout)
-    (parsed,) = parsed if isinstance(parsed, list) else [parsed]
+    parsed = checkov.report(checkov_reports, f"chart-{key}", "kubernetes")
     return key, parsed
 
 

@@ -99,7 +99,8 @@ def test_policy_errors():
 
 # The registry: a local SQLite store and the MLflow server ---------------------------------------
 
-@pytest.fixture(scope="module", params=["local", "server"])
+@pytest.fixture(scope="module",
+                params=["local", pytest.param("server", marks=pytest.mark.server)])
 def tracking_uri(request, tmp_path_factory):
     if request.param == "local":
         return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"

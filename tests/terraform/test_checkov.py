@@ -3,19 +3,13 @@ carries a written reason inline (#checkov:skip=CKV_YC_N: reason)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-from functools import cache
-
 import pytest
 
-from tests.paths import REPO
+from tests import checkov
 from tests.terraform import hcl
 
-CHECKOV = REPO / "tools" / "checkov" / ".venv" / "bin" / "checkov"
-pytestmark = pytest.mark.skipif(
-    not CHECKOV.exists(), reason="checkov is not installed (make setup creates tools/checkov/.venv)"
-)
+pytestmark = checkov.requires_checkov
+TARGET = "terraform"
 # Checks that must have run, not merely been skipped: the reasons this configuration exists.
 REQUIRED_PASSES = {
     "CKV_YC_1": "security group on the database",
@@ -33,33 +27,30 @@ REQUIRED_PASSES = {
 }
 
 
-@cache
-def checkov_report() -> dict:
-    result = subprocess.run(
-        [str(CHECKOV), "-d", str(hcl.TERRAFORM_DIR), "--framework", "terraform",
-         "--skip-download", "--output", "json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )
-    assert result.stdout.strip(), result.stderr[-2000:]
-    report = json.loads(result.stdout)
-    return report[0] if isinstance(report, list) else report
+@checkov.target(TARGET)
+def terraform_folder(root):
+    return hcl.TERRAFORM_DIR
 
 
-def test_no_failed_checks():
-    report = checkov_report()
+@pytest.fixture
+def report(checkov_reports) -> dict:
+    return checkov.report(checkov_reports, TARGET, "terraform")
+
+
+def test_no_failed_checks(report):
     failed = [(c["check_id"], c["resource"], c["check_name"])
               for c in report["results"]["failed_checks"]]
     assert failed == []
     assert report["summary"]["parsing_errors"] == 0
 
 
-def test_every_skip_has_a_reason():
-    for check in checkov_report()["results"]["skipped_checks"]:
+def test_every_skip_has_a_reason(report):
+    for check in report["results"]["skipped_checks"]:
         reason = (check.get("check_result") or {}).get("suppress_comment", "").strip()
         assert len(reason) > 30, f"{check['check_id']} on {check['resource']}: explain the skip"
 
 
-def test_the_yandex_checks_that_matter_ran_and_passed():
-    passed = {c["check_id"] for c in checkov_report()["results"]["passed_checks"]}
+def test_the_yandex_checks_that_matter_ran_and_passed(report):
+    passed = {c["check_id"] for c in report["results"]["passed_checks"]}
     missing = {check: why for check, why in REQUIRED_PASSES.items() if check not in passed}
     assert not missing
