@@ -67,6 +67,21 @@ def closure(roots: list[str], known: dict) -> set[str]:
     return seen
 
 
+def shipped_modules(image: str) -> set[str]:
+    """The modules of ours (no package __init__) an image's Dockerfile copies into /opt/fraudops,
+    less what .dockerignore keeps out of the build context."""
+    from tests.k8s.test_images import dockerignored
+
+    dockerfile = (REPO / "images" / image / "Dockerfile").read_text()
+    found = set()
+    for source in re.findall(r"^COPY (?:--\S+ )*(\S+) /opt/fraudops/", dockerfile, re.M):
+        path = REPO / source.rstrip("/")
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        found |= {module_name(f) for f in files if f.suffix == ".py" and f.name != "__init__.py"
+                  and not dockerignored(str(f.relative_to(REPO)))}
+    return found
+
+
 def copied_packages(image: str) -> set[str]:
     """The Python packages an image's Dockerfile copies into /opt/fraudops."""
     dockerfile = (REPO / "images" / image / "Dockerfile").read_text()
@@ -76,14 +91,17 @@ def copied_packages(image: str) -> set[str]:
 
 
 KNOWN = modules("fraudops", "spark_jobs", "dags")
+ENTRY_POINTS = {
+    "spark": ["spark_jobs.clean", "spark_jobs.features", "spark_jobs.train",
+              "spark_jobs.promote", "spark_jobs.score", "spark_jobs.report",
+              "spark_jobs.entry", "fraudops.model.rollback"],
+    "airflow": ["dags.fraud_retraining"],
+}
+# Run on a developer's machine and by the tests only: no image carries them (.dockerignore).
+DEV_TOOLS = ("fraudops.orchestration.demo", "fraudops.orchestration.local_airflow")
 
 
-@pytest.mark.parametrize("image, entry_points", [
-    ("spark", ["spark_jobs.clean", "spark_jobs.features", "spark_jobs.train",
-               "spark_jobs.promote", "spark_jobs.score", "spark_jobs.report",
-               "spark_jobs.entry", "fraudops.model.rollback"]),
-    ("airflow", ["dags.fraud_retraining"]),
-])
+@pytest.mark.parametrize("image, entry_points", ENTRY_POINTS.items())
 def test_each_image_copies_exactly_the_packages_its_code_imports(image, entry_points):
     needed = {m for m in closure(entry_points, KNOWN) if not m.startswith("dags")}
     packages = {package_of(m) for m in needed} | {"fraudops"}
@@ -91,6 +109,21 @@ def test_each_image_copies_exactly_the_packages_its_code_imports(image, entry_po
     assert {p for p in packages if p not in copied} == set(), f"{image} image lacks them"
     assert {p for p in copied if p != "fraudops" and p not in packages} == set(), \
         f"{image} image ships packages none of its code imports"
+
+
+@pytest.mark.parametrize("image", ENTRY_POINTS)
+def test_each_module_an_image_ships_is_run_by_an_image(image):
+    """No test-only or dead module in an image: each one it ships is imported, directly or not,
+    by the entry points of one of the images (the core is shared), and no dev tool is shipped."""
+    run = closure([m for points in ENTRY_POINTS.values() for m in points], KNOWN)
+    shipped = shipped_modules(image)
+    assert shipped - run == set(), f"{image} image ships modules no image runs"
+    assert shipped & set(DEV_TOOLS) == set()
+
+
+def test_the_dev_tools_exist_and_stay_out_of_the_images():
+    assert all(m in KNOWN for m in DEV_TOOLS)
+    assert all(m not in shipped_modules(image) for m in DEV_TOOLS for image in ENTRY_POINTS)
 
 
 @pytest.mark.parametrize("package", NO_PYSPARK)

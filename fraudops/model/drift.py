@@ -57,8 +57,3 @@ def psi_against(reference: dict, current: DataFrame) -> dict[str, float]:
         if value > PSI_ALERT:
             log.warning("drift: PSI of %s is %.3f (> %.1f)", feature, value, PSI_ALERT)
     return psi
-
-
-def psi_by_feature(reference: DataFrame, current: DataFrame, features: list[str],
-                   bins: int = 10) -> dict[str, float]:
-    return psi_against(reference_bins(reference, features, bins), current)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
-import io
 import json
 import logging
 import os
@@ -152,9 +151,3 @@ def log_figure(fig, path: str) -> None:
 
 def log_json(value, path: str) -> None:
     mlflow.log_dict(json.loads(json.dumps(value, default=str)), path)
-
-
-def png_bytes(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    return buffer.getvalue()

@@ -23,7 +23,6 @@ import math
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -124,12 +123,6 @@ def day_frame(day: Day) -> pd.DataFrame:
         },
         columns=RAW_COLUMNS,
     )
-
-
-def simulate_frames(params: SimulationParams) -> Iterator[pd.DataFrame]:
-    """The simulation in memory, one pandas frame per day (no files)."""
-    for day in simulate(params):
-        yield day_frame(day)
 
 
 # --- defects ----------------------------------------------------------------------------------

@@ -66,8 +66,8 @@ def test_a_warm_up_reference_would_alert_on_the_same_steady_day(spark, steady):
     the reference held windows that reached before any data."""
     rows = labeled_features(spark, steady, shift(FIRST, 3), shift(FIRST, 23))
     today = labeled_features(spark, steady, TODAY, TODAY)
-    psi = drift.psi_by_feature(rows.select(*score.DRIFT_FEATURES),
-                               today.select(*score.DRIFT_FEATURES), score.DRIFT_FEATURES)
+    reference = drift.reference_bins(rows.select(*score.DRIFT_FEATURES), score.DRIFT_FEATURES)
+    psi = drift.psi_against(reference, today.select(*score.DRIFT_FEATURES))
     assert psi["customer_id_nb_tx_30day_window"] > drift.PSI_ALERT
 
 
