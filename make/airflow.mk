@@ -1,9 +1,9 @@
 # Local Airflow: a throwaway home in .airflow/ (git-ignored, SQLite), the DAGs from dags/, the
 # Spark steps on local[*] (FRAUDOPS_BACKEND=local). Other targets run Airflow commands as
 #   $(AIRFLOW) dags test $(AIRFLOW_DAG_ID) 2018-04-02     (after the $(AIRFLOW_DB) prerequisite)
-# fraudops/orchestration/local_airflow.py builds the same environment for the DAG tests.
-# JWT_ISSUER: Airflow 3.1.2 signs API and task tokens with an empty-list issuer when it is unset,
-# which PyJWT >= 2.11 refuses ("Issuer (iss) must be a string"): logins and tasks would fail.
+# The settings themselves are written once, in fraudops/orchestration/local_airflow.py
+# (airflow_settings), which the demo and the DAG tests use too; make reads them from its
+# command line, once per make run and only when a recipe needs them.
 
 # UI_HOME: the working folder whose state the UIs show (lake, .mlflow, .airflow), e.g. .demo
 UI_HOME ?= $(CURDIR)
@@ -15,15 +15,9 @@ AIRFLOW_UI_PORT ?= 8080
 MLFLOW_UI_PORT ?= 5000
 AIRFLOW_PASSWORDS_FILE := $(AIRFLOW_HOME_DIR)/simple_auth_manager_passwords.json.generated
 
-AIRFLOW_ENV := \
-	AIRFLOW_HOME=$(AIRFLOW_HOME_DIR) \
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=sqlite:///$(AIRFLOW_DB) \
-	AIRFLOW__API_AUTH__JWT_ISSUER=fraudops-local \
-	FRAUDOPS_BACKEND=local \
-	FRAUDOPS_HOME=$(UI_HOME)
-AIRFLOW := $(AIRFLOW_ENV) $(VENV)/bin/airflow
+AIRFLOW_ENV = $(eval AIRFLOW_ENV := $(shell $(PY) -m fraudops.orchestration.local_airflow \
+	--home '$(UI_HOME)'))$(AIRFLOW_ENV)
+AIRFLOW = $(AIRFLOW_ENV) $(VENV)/bin/airflow
 
 .PHONY: airflow-db ui
 

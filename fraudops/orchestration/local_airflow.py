@@ -3,13 +3,16 @@
 For `make demo` and the DAG tests: ``LocalAirflow.dags_test(day)`` runs
 ``airflow dags test <dag id> <day>`` (every task in-process, Spark steps on local[*]) and
 ``task_states(day)`` / ``dag_run(day)`` read the outcome from the run's SQLite database.
-The environment mirrors AIRFLOW_ENV in make/airflow.mk.
+``airflow_settings`` is the one list of the local Airflow's settings: make/airflow.mk reads it
+from ``python -m fraudops.orchestration.local_airflow --home <folder>``.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -29,20 +32,30 @@ DAG_ID: str = platform()["airflow"]["dag_id"]
 AIRFLOW_BIN = Path(sys.executable).with_name("airflow")
 
 
+def airflow_settings(airflow_home: Path, fraudops_home: Path) -> dict[str, str]:
+    """The settings of a local Airflow: SQLite in ``airflow_home``, the repository's dags/, the
+    Spark steps on local[*], fraudops' state in ``fraudops_home``."""
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+        # Airflow 3.1.2 signs API and task tokens with an empty-list issuer when this is unset,
+        # which PyJWT >= 2.11 refuses ("Issuer (iss) must be a string"): logins and tasks fail.
+        "AIRFLOW__API_AUTH__JWT_ISSUER": "fraudops-local",
+        "FRAUDOPS_BACKEND": "local",
+        "FRAUDOPS_HOME": str(fraudops_home),
+    }
+
+
 def local_airflow_env(
     airflow_home: Path, fraudops_home: Path, lake_root: str | None = None, **extra: str
 ) -> dict[str, str]:
-    """The process environment of a local Airflow: SQLite in ``airflow_home``, repo dags/."""
+    """The process environment of a local Airflow: nothing from the shell's Airflow, fraudops
+    or MLflow settings, then ``airflow_settings`` and the lake."""
     env = isolated_environment(fraudops_home, lake_root or config.lake_root_in(fraudops_home))
-    env.update(
-        AIRFLOW_HOME=str(airflow_home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "dags"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
-        AIRFLOW__API_AUTH__JWT_ISSUER="fraudops-local",  # see make/airflow.mk
-        FRAUDOPS_BACKEND="local",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    )
+    env.update(airflow_settings(airflow_home, fraudops_home))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     env.update(extra)
     return env
 
@@ -177,3 +190,18 @@ class LocalAirflow:
             sqlite3.connect(f"file:{self.database}?mode=ro", uri=True)
         ) as connection:
             return connection.execute(sql, params).fetchall()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description="Print the local Airflow's settings as NAME=value shell words (make/airflow.mk "
+                    "runs Airflow with them).")
+    parser.add_argument("--home", required=True, type=Path,
+                        help="the working folder (make's UI_HOME); Airflow's home is its .airflow/")
+    home = parser.parse_args(argv).home.resolve()
+    settings = airflow_settings(home / ".airflow", home)
+    print(" ".join(f"{name}={shlex.quote(value)}" for name, value in settings.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,7 @@ from fraudops.core.steps import safe_id
 from fraudops.core.steps import STEPS, RunContext
 from fraudops.orchestration.arrivals import clean_summary, new_raw_files
 from fraudops.orchestration.timing import ARRIVED, MISSING
-from fraudops.orchestration.local_airflow import local_airflow_env
+from fraudops.orchestration.local_airflow import airflow_settings, local_airflow_env
 from tests.paths import REPO
 
 SKIP_PATH = {
@@ -73,18 +74,21 @@ def test_clean_summary_is_read_for_the_run(tmp_path):
     assert clean_summary(lake, "run-1")["has_new_rows"] is False
 
 
-def test_make_airflow_env_matches_the_test_environment(tmp_path):
-    """make/airflow.mk (for `make ui` and `make demo`) and these tests run the same Airflow."""
-    text = (REPO / "make" / "airflow.mk").read_text()
-    block = re.search(r"^AIRFLOW_ENV := \\\n((?:\t.*\n)+)", text, re.MULTILINE).group(1)
-    make_env = dict(re.findall(r"^\t(\w+)=(\S+)", block, re.MULTILINE))
-    test_env = local_airflow_env(tmp_path, tmp_path)
-    # The tests also pin the lake under their tmp_path; make leaves it to FRAUDOPS_HOME.
-    ours = {k for k in test_env if k.startswith(("AIRFLOW", "FRAUDOPS_"))} - {"FRAUDOPS_LAKE_ROOT"}
-    assert set(make_env) == ours
-    for name in ("AIRFLOW__CORE__LOAD_EXAMPLES", "FRAUDOPS_BACKEND"):
-        assert make_env[name] == test_env[name]
-    assert make_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+def test_make_runs_airflow_with_the_settings_of_the_tests(tmp_path):
+    """make/airflow.mk (`make ui`, `make airflow-db`) takes the local Airflow's settings from
+    local_airflow.airflow_settings, as local_airflow_env does for these tests and the demo."""
+    home = tmp_path / "ui"
+    result = subprocess.run(["make", "--no-print-directory", "-n", "airflow-db",
+                             f"UI_HOME={home}"], cwd=REPO, capture_output=True, text=True,
+                            timeout=120, check=True)
+    (migrate,) = [line for line in result.stdout.splitlines() if " db migrate" in line]
+    words = shlex.split(migrate)
+    made = dict(w.split("=", 1) for w in itertools.takewhile(lambda w: "=" in w, words))
+    assert made == airflow_settings(home / ".airflow", home)
+    test_env = local_airflow_env(tmp_path / "airflow", tmp_path)
+    assert airflow_settings(tmp_path / "airflow", tmp_path).items() <= test_env.items()
+    # The file make's target names is the database Airflow is given.
+    assert f"touch {home / '.airflow' / 'airflow.db'}" in result.stdout.splitlines()
 
 
 _WITHOUT_PYSPARK = textwrap.dedent(
