@@ -1,4 +1,4 @@
-.PHONY: bench bench-quality bench-model bench-bootstrap backtest
+.PHONY: bench bench-quality bench-model backtest
 
 bench: setup ## Throughput benchmark (10M rows, Spark vs DuckDB, daily step): .bench/results.json
 	$(PY) -m benchmarks.pipeline $(BENCH_ARGS)
@@ -9,8 +9,6 @@ bench-quality: setup ## Handbook chapter-5 protocol on the handbook's data: .ben
 bench-model: setup ## One demo day's train + promote as the DAG runs them: .bench/model_step.json
 	$(PY) -m benchmarks.model_step $(BENCH_ARGS)
 
-bench-bootstrap: setup ## The promote step's batched paired bootstrap against the plain loop: .bench/bootstrap.json
-	$(PY) -m benchmarks.bootstrap $(BENCH_ARGS)
 
 backtest: setup ## The loop on the world's clock: late, paired and corrected files, the change of the world: .bench/backtest.json
 	$(PY) -m benchmarks.backtest $(BENCH_ARGS)

@@ -3,10 +3,12 @@
     python -m spark_jobs.promote --as-of 2018-05-10 --run-id <the train run's id>
 
 The challenger is the version the training step of the same run registered. Both models score
-the same test window; every metric is computed for both, and a paired bootstrap over days gives
-an interval for the difference in the primary metric. The challenger must pass absolute gates;
-with a champion in place the policy must hold too (default `ci`: the interval's lower bound is
-above zero; `better`: a plain comparison). Promotion moves the `champion` alias and gives the
+the same test window; every metric is computed for both, and a t interval of the mean per-day
+difference in the primary metric decides. The challenger must pass absolute gates; with a
+champion in place the policy must hold too (default `ci`: the interval's lower bound is above
+zero over enough days, or above a non-inferiority margin against an old champion, and card
+precision@100 not lower by more than a margin: profile.yaml promotion; `better`: a plain
+comparison). Promotion moves the `champion` alias and gives the
 old champion the alias `previous`; the decision is recorded on the run and the model version.
 
 One decision per --run-id: it is written on the challenger's version before any alias moves,
@@ -17,6 +19,7 @@ an unreachable tracking server fails the step instead of reading as "no champion
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 
@@ -25,6 +28,7 @@ import mlflow
 from fraudops.core import cli, laps, storage
 from fraudops.core.lake import Lake
 from fraudops.model import evaluation, families, loading, metrics, registry, tracking
+from fraudops.model.profile import PRODUCTION
 from spark_jobs.features import labeled_features
 
 log = logging.getLogger(__name__)
@@ -52,8 +56,13 @@ def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str 
     return challenger_scored, champion_scored
 
 
+def shift_days(start: str, end: str) -> int:
+    """Days from ``start`` to ``end`` (ISO days)."""
+    return (dt.date.fromisoformat(end) - dt.date.fromisoformat(start)).days
+
+
 def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", policy: str,
-        resamples: int) -> dict:
+        rules: "registry.Policy | None" = None) -> dict:
     with tracking.fail_closed(f"promoting for run {run_id}"):
         tracking.setup()
         trained = storage.read_json(lake.run_summary("train", run_id))
@@ -64,7 +73,8 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
         client = mlflow.MlflowClient()
         record = registry.recorded_decision(client, tracking.MODEL_NAME, challenger, run_id)
         if record is None:
-            summary = decide(spark, lake, as_of, run_id, trained, gates, policy, resamples)
+            summary = decide(spark, lake, as_of, run_id, trained, gates, policy,
+                             rules or registry.Policy.from_profile(PRODUCTION))
         else:
             summary = resume(lake, as_of, record)
     if storage.read_json(lake.run_summary("promote", run_id)) != summary:
@@ -75,15 +85,16 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
 
 
 def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
-           gates: "registry.Gates", policy: str, resamples: int) -> dict:
+           gates: "registry.Gates", policy: str, rules: "registry.Policy") -> dict:
     """Compare, record the decision on the challenger's version, then move the aliases."""
     challenger = trained["model_version"]
     champion_before = loading.alias_version(registry.CHAMPION)
     champion = None if champion_before == challenger else champion_before
     test = trained["split"]["test"]
-    older = champion and registry.older_than_champion(
-        trained["split"]["train"]["end"],
-        registry.training_window(mlflow.MlflowClient(), tracking.MODEL_NAME, champion), champion)
+    challenger_end = trained["split"]["train"]["end"]
+    champion_window = champion and registry.training_window(mlflow.MlflowClient(),
+                                                            tracking.MODEL_NAME, champion)
+    older = champion and registry.older_than_champion(challenger_end, champion_window, champion)
     laps.lap("mlflow set-up, aliases")
     log.info("challenger v%s vs champion %s on %s..%s", challenger,
              f"v{champion}" if champion else "(none)", test["start"], test["end"])
@@ -95,18 +106,13 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     interval = None
     if champion_scored is not None:
         days, _, labels, challenger_probability = evaluation.arrays(challenger_scored)
-        interval = metrics.paired_bootstrap(
-            metrics.average_precision,
-            days,
-            labels,
-            challenger_probability,
-            evaluation.arrays(champion_scored)[3],
-            n_resamples=resamples,
-            seed=0,
-        )
-    laps.lap("metrics and bootstrap")
+        interval = metrics.paired_day_interval(
+            metrics.average_precision, days, labels, challenger_probability,
+            evaluation.arrays(champion_scored)[3], confidence=rules.confidence)
+    laps.lap("metrics and interval")
+    age = (shift_days(champion_window[1], challenger_end) if champion_window else None)
     decision = older or registry.decide(challenger_metrics, champion_metrics, interval, gates,
-                                        policy)
+                                        policy, rules, age)
     champion_after = challenger if decision.promote else champion_before
     summary = {
         "run_id": run_id, "as_of": as_of, "decision": decision.kind,
@@ -122,15 +128,17 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     with mlflow.start_run(run_name=f"promote {as_of}") as active:
         mlflow.set_tags({tracking.TAG_STEP: "promote", tracking.TAG_PIPELINE_RUN: run_id,
                          tracking.TAG_AS_OF: as_of})
-        mlflow.log_params({"policy": policy, "resamples": resamples,
+        mlflow.log_params({"policy": policy, "champion_age_days": age,
                            "challenger_version": challenger, "champion_version": champion,
-                           **{f"gate_{k}": v for k, v in gates.__dict__.items()}})
+                           **{f"gate_{k}": v for k, v in gates.__dict__.items()},
+                           **{f"policy_{k}": v for k, v in rules.__dict__.items()}})
         mlflow.log_metrics({f"challenger_{k}": v for k, v in challenger_metrics.items()})
         if champion_metrics:
             mlflow.log_metrics({f"champion_{k}": v for k, v in champion_metrics.items()})
         if interval is not None:
-            mlflow.log_metrics({"ap_diff": interval.observed, "ap_diff_ci_low": interval.low,
-                                "ap_diff_ci_high": interval.high})
+            mlflow.log_metrics({"ap_diff": interval.observed, "ap_diff_day_mean": interval.mean,
+                                "ap_diff_ci_low": interval.low, "ap_diff_ci_high": interval.high,
+                                "ap_diff_days": interval.days})
         tracking.log_json(summary, SUMMARY_ARTIFACT)
         # The decision is written down before any alias moves: a retry finds it (resume).
         record = registry.record_decision(client, tracking.MODEL_NAME, challenger, decision,
@@ -170,21 +178,26 @@ def main(argv: list[str] | None = None) -> dict:
     defaults = registry.Gates()
     parser.add_argument("--as-of", required=True, type=cli.date_arg)
     parser.add_argument("--policy", choices=["ci", "better"], default="ci",
-                        help="ci: 95%% lower bound of the AP difference > 0; better: AP higher")
-    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+                        help="ci: the lower bound of the t interval of the mean per-day AP "
+                             "difference > 0; better: AP higher")
     for field, value in defaults.__dict__.items():
         parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value,
                             help="absolute gate the challenger must pass")
+    rules = registry.Policy.from_profile(PRODUCTION)
+    for field, value in rules.__dict__.items():
+        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value,
+                            help="promotion policy (profile.yaml promotion)")
     args = parser.parse_args(argv)
     cli.setup_logging()
     gates = registry.Gates(**{f: getattr(args, f) for f in defaults.__dict__})
+    rules = registry.Policy(**{f: getattr(args, f) for f in rules.__dict__})
     from spark_jobs.session import get_spark
 
     laps.lap("start (python, imports)")
     spark = get_spark("promote", preload=families.PRODUCTION_LIBRARIES)
     laps.lap("spark session")
     summary = run(spark, Lake.from_env(args.lake_root), args.as_of.isoformat(),
-                  cli.run_id(args.run_id), gates, args.policy, args.resamples)
+                  cli.run_id(args.run_id), gates, args.policy, rules)
     print(json.dumps({k: summary[k] for k in ("decision", "reason", "champion_version")}))
     return summary
 

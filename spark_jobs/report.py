@@ -65,7 +65,7 @@ def plot_metrics(promotions: pd.DataFrame, trainings: pd.DataFrame, folder: Path
                 ax.plot(promotions["as_of"], promotions[f"metrics.champion_{metric}"], "s--",
                         label="champion (same test window)")
             promoted = promotions[promotions["tags.fraudops.decision"].isin(
-                ["promoted", "first_champion"])]
+                ["promoted", "refreshed", "first_champion"])]
             ax.scatter(promoted["as_of"], promoted.get(f"metrics.challenger_{metric}"),
                        s=160, facecolors="none", edgecolors="green", label="promoted")
         elif f"metrics.test_{metric}" in trainings:

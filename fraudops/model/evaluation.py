@@ -17,9 +17,9 @@ import pandas as pd  # noqa: E402
 from pyspark.sql import DataFrame  # noqa: E402
 
 from fraudops.core.lake import PARTITION_COLUMN  # noqa: E402
-from fraudops.model import families, metrics, tracking  # noqa: E402
+from fraudops.model import families, metrics, registry, tracking  # noqa: E402
 
-TOP_K = 100
+TOP_K = registry.TOP_K
 
 
 def score_frame(model, df: DataFrame) -> pd.DataFrame:

@@ -25,6 +25,7 @@ class Profile:
     fold_train_days: int
     fold_assess_days: int
     grid: dict[str, dict[str, list]]
+    promotion: dict[str, float]  # registry.Policy's fields
     text: str  # the file as read, logged with every run
 
     @property
@@ -43,7 +44,8 @@ def load(path: Path = PROFILE_PATH) -> Profile:
         psi_alert=float(tuning["psi_alert"]), max_ap_drop=float(tuning["max_ap_drop"]),
         folds=int(tuning["folds"]), fold_train_days=int(tuning["fold_train_days"]),
         fold_assess_days=int(tuning["fold_assess_days"]),
-        grid={family: dict(grid) for family, grid in tuning["grid"].items()}, text=text,
+        grid={family: dict(grid) for family, grid in tuning["grid"].items()},
+        promotion=dict(raw["promotion"]), text=text,
     )
 
 

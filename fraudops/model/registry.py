@@ -18,6 +18,7 @@ DECISION_TAG = "fraudops.decision"
 DECISION_DETAIL_TAG = "fraudops.decision_detail"
 # The metric that ranks candidates in training and decides promotion (one definition for both).
 PRIMARY = "average_precision"
+TOP_K = 100  # the card precision guard's k (evaluation.TOP_K)
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,26 @@ class Gates:
 
 
 @dataclass(frozen=True)
+class Policy:
+    """How the challenger must compare with the champion (profile.yaml, promotion)."""
+
+    confidence: float = 0.95
+    min_days: int = 5  # days with a fraud in the test window, fewer: no decision
+    cp_margin: float = 0.01  # card precision@100 may fall by this much at most
+    non_inferiority_margin: float = 0.02  # AP, for a fresher model replacing an old champion
+    max_champion_age_days: int = 28  # the champion's data this much older: not worse suffices
+
+    @classmethod
+    def from_profile(cls, profile) -> "Policy":
+        return cls(**profile.promotion)
+
+
+@dataclass(frozen=True)
 class Decision:
     promote: bool
-    kind: str  # first_champion | promoted | rejected_gates | rejected_policy | rejected_older
+    # first_champion | promoted | refreshed | rejected_gates | rejected_policy | rejected_older
+    # | no_decision
+    kind: str
     reason: str
     diff: float | None = None
     ci_low: float | None = None
@@ -54,35 +72,58 @@ def gate_failures(metrics: dict, gates: Gates) -> list[str]:
 
 
 def decide(challenger: dict, champion: dict | None, interval, gates: Gates,
-           policy: str = "ci") -> Decision:
+           policy: str = "ci", rules: Policy = Policy(),
+           champion_age_days: int | None = None) -> Decision:
     """Promote when the gates pass and, with a champion in place, the policy holds.
 
-    policy ``ci``: the lower bound of the bootstrap interval of the primary-metric difference is
-    above zero; ``better``: the observed difference is.
+    policy ``ci``: the lower bound of the interval of the mean per-day primary-metric difference
+    (``metrics.paired_day_interval``) is above zero, over at least ``rules.min_days`` days, else
+    no decision; or, with a champion whose training data is ``rules.max_champion_age_days``
+    older than the challenger's, above ``-rules.non_inferiority_margin`` (``refreshed``).
+    ``better``: the observed difference is above zero. Under both, the challenger's card
+    precision@100 may not be lower than the champion's by more than ``rules.cp_margin``.
     """
     failures = gate_failures(challenger, gates)
     if failures:
         return Decision(False, "rejected_gates", "gates not passed: " + "; ".join(failures))
     if champion is None:
         return Decision(True, "first_champion", "no champion yet; the gates pass")
+    if policy not in ("ci", "better"):
+        raise ValueError(f"unknown policy {policy!r}")
     diff = challenger[PRIMARY] - champion[PRIMARY]
     low = high = None
     if interval is not None:
         diff, low, high = interval.observed, interval.low, interval.high
-    if policy == "ci":
-        if low is None:
-            raise ValueError("policy 'ci' needs a bootstrap interval")
-        ok = low > 0
-        why = f"{PRIMARY} difference {diff:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}]"
-    elif policy == "better":
-        ok = diff > 0
+    cp = f"card_precision_at_{TOP_K}"
+    cp_drop = champion.get(cp, 0.0) - challenger.get(cp, 0.0)
+    if cp_drop > rules.cp_margin:
+        return Decision(False, "rejected_policy",
+                        f"card precision@{TOP_K} {challenger[cp]:.3f} is below the champion's "
+                        f"{champion[cp]:.3f} by more than {rules.cp_margin:g}", diff, low, high)
+    if policy == "better":
         why = f"{PRIMARY} difference {diff:+.4f}"
-    else:
-        raise ValueError(f"unknown policy {policy!r}")
-    if ok:
+        if diff > 0:
+            return Decision(True, "promoted", f"better than the champion: {why}", diff, low,
+                            high)
+        return Decision(False, "rejected_policy", f"not better under 'better': {why}", diff,
+                        low, high)
+    if interval is None:
+        raise ValueError("policy 'ci' needs an interval")
+    if interval.days < rules.min_days:
+        return Decision(False, "no_decision",
+                        f"only {interval.days} test day(s) with a fraud, {rules.min_days} needed "
+                        "for an interval: the champion stays", diff, low, high)
+    why = (f"mean per-day {PRIMARY} difference {interval.mean:+.4f}, "
+           f"{interval.confidence:.0%} t interval [{low:+.4f}, {high:+.4f}] over "
+           f"{interval.days} days")
+    if low > 0:
         return Decision(True, "promoted", f"better than the champion: {why}", diff, low, high)
-    return Decision(False, "rejected_policy", f"not better under '{policy}': {why}", diff, low,
-                    high)
+    old = champion_age_days is not None and champion_age_days >= rules.max_champion_age_days
+    if old and low > -rules.non_inferiority_margin:
+        return Decision(True, "refreshed",
+                        f"not worse than a champion {champion_age_days} days older (margin "
+                        f"{rules.non_inferiority_margin:g}): {why}", diff, low, high)
+    return Decision(False, "rejected_policy", f"not better under 'ci': {why}", diff, low, high)
 
 
 def training_window(client: MlflowClient, name: str, version: str) -> tuple[str, str] | None:

@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks import bootstrap as bootstrap_bench
 from fraudops.model import metrics
 
 # ---------------------------------------------------------------- references, written plainly
@@ -98,7 +97,7 @@ def test_metrics_match_brute_force(case):
 @settings(max_examples=100, deadline=None)
 @given(labels_and_scores)
 def test_integer_weights_equal_repeated_rows(case):
-    """What paired_bootstrap relies on: a weight-c row is the row drawn c times."""
+    """A weight-c row is the row drawn c times, for one row of weights or several."""
     y, s, w = case
     repeated_y, repeated_s = np.repeat(y, w), np.repeat(s, w)
     for metric in (metrics.average_precision, metrics.roc_auc):
@@ -170,108 +169,6 @@ def test_card_precision_orders_days_and_breaks_ties_by_card():
 def test_card_precision_refuses_k_below_one():
     with pytest.raises(ValueError):
         metrics.card_precision_at_k([1], [1], [1], [0.5], k=0)
-
-
-# ---------------------------------------------------------------- paired bootstrap
-
-
-@pytest.fixture(scope="module")
-def window():
-    """A week of 10,000 transactions a day, fraud rate ~1%, cards shared across days."""
-    rng = np.random.default_rng(7)
-    n = 70_000
-    y = (rng.random(n) < 0.01).astype(int)
-    days = np.repeat(np.arange(7), n // 7)
-    cards = rng.integers(0, 5_000, n)
-    return rng, days, cards, y
-
-
-def test_identical_models_differ_by_exactly_zero(window):
-    rng, days, _, y = window
-    s = rng.random(len(y)) + y * rng.random(len(y))
-    result = metrics.paired_bootstrap(metrics.average_precision, days, y, s, s.copy(),
-                                      n_resamples=200)
-    assert (result.observed, result.mean, result.low, result.high) == (0.0, 0.0, 0.0, 0.0)
-    assert result.valid_resamples == 200 and result.groups == 7
-
-
-def test_perfect_challenger_beats_random_champion(window):
-    rng, days, cards, y = window
-    perfect, random = y + 0.01 * rng.random(len(y)), rng.random(len(y))
-    for groups in (days, cards):
-        result = metrics.paired_bootstrap(metrics.average_precision, groups, y, perfect, random,
-                                          n_resamples=200)
-        assert result.observed > 0.9 and result.low > 0.9 and result.high <= 1.0
-    reverse = metrics.paired_bootstrap(metrics.roc_auc, days, y, random, perfect, n_resamples=200)
-    assert reverse.high < 0
-
-
-def test_same_seed_same_interval_other_seed_other_interval(window):
-    rng, days, _, y = window
-    a, b = rng.random(len(y)) + 0.3 * y, rng.random(len(y)) + 0.25 * y
-    first = metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=100)
-    again = metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=100,
-                                     batch_size=7)
-    other = metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=100,
-                                     seed=1)
-    assert first == again
-    assert (first.low, first.high) != (other.low, other.high)
-    assert first.observed == other.observed
-
-
-def weighted_mean(y, s, sample_weight=None):
-    """A metric with a closed form: the (weighted) mean score."""
-    w = np.ones((1, len(s))) if sample_weight is None else np.atleast_2d(sample_weight)
-    values = (w * s).sum(axis=1) / w.sum(axis=1)
-    return values if sample_weight is not None and np.ndim(sample_weight) == 2 else values[0]
-
-
-def test_one_dominant_group_does_not_hide_the_other():
-    """Two groups: 1,000 rows where the challenger is ahead by 0.1, 10 rows where it is behind
-    by 1. The observed difference (0.089) is dominated by the big group, but a resample is
-    {big, big}, {big, small} or {small, small} with probabilities 1/4, 1/2, 1/4, so the 95%
-    percentile interval is exactly [-1, 0.1] and the mean is 1/4*0.1 + 1/2*observed - 1/4."""
-    groups = np.r_[np.zeros(1000), np.ones(10)]
-    champion = np.zeros(1010)
-    challenger = np.r_[np.full(1000, 0.1), np.full(10, -1.0)]
-    result = metrics.paired_bootstrap(weighted_mean, groups, np.zeros(1010), challenger,
-                                      champion, n_resamples=4000)
-    observed = (1000 * 0.1 - 10) / 1010
-    assert result.observed == pytest.approx(observed)
-    assert (result.low, result.high) == (pytest.approx(-1.0), pytest.approx(0.1))
-    assert result.mean == pytest.approx(0.25 * 0.1 + 0.5 * observed - 0.25, abs=0.03)
-
-
-def test_resamples_without_fraud_are_left_out():
-    # Group 0 holds the only fraud: resamples that miss it have no AP (probability 1/4).
-    groups = np.array([0, 0, 1, 1])
-    y = np.array([1, 0, 0, 0])
-    result = metrics.paired_bootstrap(metrics.average_precision, groups, y,
-                                      [0.9, 0.1, 0.2, 0.3], [0.1, 0.9, 0.2, 0.3],
-                                      n_resamples=400)
-    assert 200 < result.valid_resamples < 400
-    assert result.low > 0
-
-
-def test_bootstrap_checks_its_inputs():
-    with pytest.raises(ValueError):
-        metrics.paired_bootstrap(metrics.average_precision, [0, 1], [0, 1], [0.1], [0.2, 0.3])
-    with pytest.raises(ValueError):
-        metrics.paired_bootstrap(metrics.average_precision, [0, 1], [0, 1], [0.1, 0.2],
-                                 [0.2, 0.3], confidence=95)
-
-
-def test_the_benchmarks_plain_loop_measures_what_the_batched_bootstrap_does(window):
-    """`make bench-bootstrap` sets the batched bootstrap's time against a plain loop over the
-    same draws; the ratio means something only if both give the same differences."""
-    rng, days, _, y = window
-    a, b = rng.random(len(y)) + 0.3 * y, rng.random(len(y)) + 0.25 * y
-    result = metrics.paired_bootstrap(metrics.average_precision, days, y, a, b, n_resamples=200)
-    draws = metrics.group_draws(7, 200)  # the draws paired_bootstrap makes with its seed
-    plain = bootstrap_bench.plain_bootstrap(days, y, a, b, draws)
-    assert result.mean == pytest.approx(plain.mean(), rel=1e-9)
-    assert (result.low, result.high) == pytest.approx(tuple(np.quantile(plain, [0.025, 0.975])),
-                                                      rel=1e-9)
 
 
 # ---------------------------------------------------------------- PSI

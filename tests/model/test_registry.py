@@ -19,7 +19,7 @@ import mlflow
 import pytest
 
 from fraudops.model import registry, rollback, tracking
-from fraudops.model.metrics import BootstrapResult
+from fraudops.model.metrics import DayInterval
 from fraudops.model.registry import CHAMPION, PREVIOUS, Gates
 from tests.paths import REPO
 from tests.servers import free_port
@@ -28,10 +28,11 @@ GATES = Gates()
 GOOD = {"roc_auc": 0.90, "average_precision": 0.50, "rows": 5000, "frauds": 100}
 
 
-def interval(low: float, high: float, observed: float | None = None) -> BootstrapResult:
+def interval(low: float, high: float, observed: float | None = None,
+             days: int = 7) -> DayInterval:
     observed = (low + high) / 2 if observed is None else observed
-    return BootstrapResult(observed=observed, mean=observed, low=low, high=high,
-                           confidence=0.95, resamples=200, valid_resamples=200, groups=10)
+    return DayInterval(observed=observed, mean=observed, low=low, high=high, confidence=0.95,
+                       days=days, per_day={})
 
 
 # decide(): no store needed ---------------------------------------------------------------------
@@ -90,8 +91,46 @@ def test_an_older_challenger_never_replaces_a_champion_trained_on_later_data():
     assert registry.older_than_champion("2018-06-01", None, "3") is None  # no window logged
 
 
+def test_policy_ci_decides_nothing_on_too_few_days_with_a_fraud():
+    rules = registry.Policy(min_days=5)
+    decision = registry.decide(GOOD, GOOD, interval(0.1, 0.3, days=4), GATES, "ci", rules)
+    assert decision.kind == "no_decision" and not decision.promote
+    assert "only 4 test day(s)" in decision.reason
+    assert registry.decide(GOOD, GOOD, interval(0.1, 0.3, days=5), GATES, "ci",
+                           rules).kind == "promoted"
+
+
+@pytest.mark.parametrize("policy", ["ci", "better"])
+def test_a_challenger_worse_on_card_precision_is_not_promoted(policy):
+    champion = {**GOOD, "card_precision_at_100": 0.30}
+    slightly = {**GOOD, "average_precision": 0.6, "card_precision_at_100": 0.295}
+    worse = {**slightly, "card_precision_at_100": 0.28}
+    better_ap = interval(0.05, 0.15, 0.1)
+    assert registry.decide(slightly, champion, better_ap, GATES, policy).promote
+    decision = registry.decide(worse, champion, better_ap, GATES, policy)
+    assert decision.kind == "rejected_policy" and "card precision@100 0.280" in decision.reason
+
+
+def test_a_fresher_model_not_worse_replaces_an_old_champion_only():
+    rules = registry.Policy(non_inferiority_margin=0.02, max_champion_age_days=28)
+    close = interval(-0.015, 0.01, -0.002)
+    assert registry.decide(GOOD, GOOD, close, GATES, "ci", rules, 27).kind == "rejected_policy"
+    old = registry.decide(GOOD, GOOD, close, GATES, "ci", rules, 28)
+    assert old.kind == "refreshed" and old.promote and "28 days older" in old.reason
+    worse = interval(-0.03, 0.01, -0.01)
+    assert registry.decide(GOOD, GOOD, worse, GATES, "ci", rules, 60).kind == "rejected_policy"
+
+
+def test_the_policy_comes_from_the_profile():
+    from fraudops.model.profile import PRODUCTION
+
+    rules = registry.Policy.from_profile(PRODUCTION)
+    assert rules.min_days >= 2 and 0 < rules.confidence < 1
+    assert set(PRODUCTION.promotion) == set(registry.Policy.__dataclass_fields__)
+
+
 def test_policy_errors():
-    with pytest.raises(ValueError, match="needs a bootstrap interval"):
+    with pytest.raises(ValueError, match="needs an interval"):
         registry.decide(GOOD, GOOD, None, GATES, "ci")
     with pytest.raises(ValueError, match="unknown policy"):
         registry.decide(GOOD, GOOD, interval(0.1, 0.2), GATES, "vibes")

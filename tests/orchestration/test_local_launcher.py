@@ -173,12 +173,12 @@ def test_run_context_without_a_logical_date_uses_the_last_day_ended_when_due(tmp
 
 
 def test_extra_step_options_from_the_environment_follow_the_standard_ones(monkeypatch):
-    monkeypatch.setenv("FRAUDOPS_PROMOTE_ARGS", "--policy better  --resamples 2000")
+    monkeypatch.setenv("FRAUDOPS_PROMOTE_ARGS", "--policy better  --min-days 3")
     monkeypatch.setenv("FRAUDOPS_TRAIN_ARGS", "--grid 'small'")
     settings = load_settings()
     ctx = run_context({"ds": "2018-04-09", "run_id": "manual__x"}, settings)
     promote, train, score = (STEPS[name].args(ctx) for name in ("promote", "train", "score"))
-    assert promote[-4:] == ["--policy", "better", "--resamples", "2000"]
+    assert promote[-4:] == ["--policy", "better", "--min-days", "3"]
     assert promote[:-4] == STEPS["promote"].args(RunContext("2018-04-09", "manual__x", ctx.lake_root))
     assert train[-2:] == ["--grid", "small"]
     assert "--policy" not in score and "--grid" not in score

@@ -70,7 +70,7 @@ def trained(spark, lake, server, tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         _use(server, mp, tmp_path_factory.mktemp("home"))
         summary = train.run(spark, lake, AS_OF, "f-train", CFG)
-        promote.run(spark, lake, AS_OF, "f-train", LOOSE, "ci", 100)
+        promote.run(spark, lake, AS_OF, "f-train", LOOSE, "ci")
         mlflow.set_tracking_uri(old)
     return summary
 
@@ -157,8 +157,7 @@ def test_promote_fails_closed_when_the_server_is_down_at_the_champion_lookup(
     assert before[CHAMPION] == trained["model_version"]
     seen = down_at_the_champion_lookup(monkeypatch, on_server)
 
-    _, error = outcome(lambda: promote.run(spark, lake, AS_OF, "f-outage-lookup", LOOSE, "ci",
-                                           100))
+    _, error = outcome(lambda: promote.run(spark, lake, AS_OF, "f-outage-lookup", LOOSE, "ci"))
     assert seen, "the outage was not injected"
     assert_names_the_server(error, on_server)
     assert aliases(client) == before
@@ -180,14 +179,14 @@ def test_promote_fails_closed_when_the_server_goes_away_after_deciding_and_a_ret
 
     monkeypatch.setattr(registry, "decide", decide_then_outage)
     _, error = outcome(lambda: promote.run(spark, lake, AS_OF, "f-outage-decided", LOOSE,
-                                           "better", 100))
+                                           "better"))
     assert_names_the_server(error, on_server)
     on_server.start()
     assert aliases(client) == before
     assert "fraudops.decision" not in client.get_model_version(NAME, challenger).tags
 
     monkeypatch.setattr(registry, "decide", real)
-    retried = promote.run(spark, lake, AS_OF, "f-outage-decided", LOOSE, "better", 100)
+    retried = promote.run(spark, lake, AS_OF, "f-outage-decided", LOOSE, "better")
     assert retried["decision"] == "rejected_policy"  # the very same model: not better
     assert aliases(client) == before
     assert [r.info.status for r in step_runs(client, "promote", "f-outage-decided")] == [
@@ -259,7 +258,7 @@ def test_a_retried_train_and_promote_return_their_outcome_and_change_nothing(
     assert versions(client) == before_versions
     assert len(step_runs(client, "train", "f-train")) == 1
 
-    decided = promote.run(spark, lake, AS_OF, "f-train", LOOSE, "ci", 100)
+    decided = promote.run(spark, lake, AS_OF, "f-train", LOOSE, "ci")
     assert decided == promoted
     assert aliases(client) == before_aliases and versions(client) == before_versions
     assert len(step_runs(client, "promote", "f-train")) == 1
@@ -304,12 +303,12 @@ def test_a_promote_that_died_after_moving_the_aliases_finishes_without_moving_th
     monkeypatch.setattr(registry, "decide", decide)
     monkeypatch.setattr(storage, "write_json", dies_before_the_summary)
     with pytest.raises(Killed):
-        promote.run(spark, lake, AS_OF, "f-crash", LOOSE, "better", 100)
+        promote.run(spark, lake, AS_OF, "f-crash", LOOSE, "better")
     moved = aliases(client)
     assert moved == {CHAMPION: challenger, PREVIOUS: champion}
 
     monkeypatch.setattr(storage, "write_json", real_write)
-    retried = promote.run(spark, lake, AS_OF, "f-crash", LOOSE, "better", 100)
+    retried = promote.run(spark, lake, AS_OF, "f-crash", LOOSE, "better")
     assert (retried["decision"], retried["previous_champion_version"],
             retried["champion_version"]) == ("promoted", champion, challenger)
     assert storage.read_json(lake.run_summary("promote", "f-crash")) == retried

@@ -28,6 +28,7 @@ AS_OF = "2018-05-19"
 FIRST_FULL = "2018-05-08"
 CFG = train.TrainConfig(train_days=10, delay_days=2, test_days=3, folds=1, fold_train_days=3,
                         fold_assess_days=2, grid="small")
+THREE_DAYS = registry.Policy(min_days=3)  # CFG's test window
 LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_rows=100,
                        min_test_frauds=5)
 
@@ -88,7 +89,7 @@ def test_training_logs_trials_inputs_model_and_plots(trained, store):
 
 def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
         spark, small_lake, trained, store):
-    first = promote.run(spark, small_lake, AS_OF, "run-1", LOOSE, "ci", 200)
+    first = promote.run(spark, small_lake, AS_OF, "run-1", LOOSE, "ci")
     assert first["decision"] == "first_champion"
     assert first["champion_version"] == trained["model_version"]
 
@@ -97,23 +98,28 @@ def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
     source = client.get_model_version(tracking.MODEL_NAME, trained["model_version"]).source
     twin = client.create_model_version(tracking.MODEL_NAME, source, trained["mlflow_run_id"])
     _write_train_summary(small_lake, "run-2", trained, twin.version)
-    second = promote.run(spark, small_lake, AS_OF, "run-2", LOOSE, "ci", 200)
+    second = promote.run(spark, small_lake, AS_OF, "run-2", LOOSE, "ci", THREE_DAYS)
     assert second["decision"] == "rejected_policy"
     assert second["interval"]["low"] == second["interval"]["high"] == 0.0
+    assert second["interval"]["days"] == 3
     assert second["champion_version"] == trained["model_version"]
+    # The production policy wants more test days with a fraud than this window's three.
+    _write_train_summary(small_lake, "run-2b", trained, twin.version)
+    undecided = promote.run(spark, small_lake, AS_OF, "run-2b", LOOSE, "ci")
+    assert undecided["decision"] == "no_decision" and "only 3 test day(s)" in undecided["reason"]
 
     # Another run deciding on the same version (a run id decides once: run-2 again would
     # return its recorded decision).
     _write_train_summary(small_lake, "run-3", trained, twin.version)
     strict = registry.Gates(min_roc_auc=0.999, min_average_precision=0.99)
-    third = promote.run(spark, small_lake, AS_OF, "run-3", strict, "better", 200)
+    third = promote.run(spark, small_lake, AS_OF, "run-3", strict, "better")
     assert third["decision"] == "rejected_gates"
 
     # A backfill's challenger, trained on data that ends before the champion's: never promoted,
     # however it compares.
     older_split = {**trained["split"], "train": {"start": FIRST_FULL, "end": "2018-05-12"}}
     _write_train_summary(small_lake, "run-4", {**trained, "split": older_split}, twin.version)
-    fourth = promote.run(spark, small_lake, AS_OF, "run-4", LOOSE, "better", 200)
+    fourth = promote.run(spark, small_lake, AS_OF, "run-4", LOOSE, "better")
     assert fourth["decision"] == "rejected_older" and "2018-05-14" in fourth["reason"]
     assert fourth["champion_version"] == trained["model_version"]
 
