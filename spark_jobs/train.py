@@ -21,10 +21,11 @@ it: one run id, one version (docs/failure-modes.md).
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import mlflow
 import numpy as np
@@ -326,7 +327,8 @@ def register(logged, run_id: str, tags: dict[str, str] | None = None) -> str:
     return str(version.version)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def arguments() -> argparse.ArgumentParser:
+    """The command line: --as-of, the common options and one option per TrainConfig field."""
     parser = cli.parser(__doc__.split("\n\n")[0])
     defaults = TrainConfig()
     parser.add_argument("--as-of", required=True, type=cli.date_arg,
@@ -349,11 +351,18 @@ def main(argv: list[str] | None = None) -> dict:
                       help="tune now (same as --path tune)")
     parser.add_argument("--tune-every-days", type=int, default=defaults.tune_every_days,
                         help="tune when the last tuning is this many days old")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def config_of(args: argparse.Namespace) -> TrainConfig:
+    """The run's TrainConfig: each field from the command-line option of its name."""
+    return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = arguments().parse_args(argv)
     cli.setup_logging()
-    cfg = TrainConfig(args.train_days, args.delay_days, args.test_days, args.folds,
-                      args.fold_train_days, args.fold_assess_days, args.grid, args.seed,
-                      args.path, args.tune_every_days)
+    cfg = config_of(args)
     from spark_jobs.session import get_spark
 
     laps.lap("start (python, imports)")
