@@ -25,12 +25,13 @@ import pandas as pd  # noqa: E402
 
 from fraudops.core import cli, config, scored, storage  # noqa: E402
 from fraudops.core.lake import Lake  # noqa: E402
-from fraudops.model import tracking
-from fraudops.model.drift import PSI_ALERT  # noqa: E402
+from fraudops.model import tracking  # noqa: E402
+from fraudops.model.profile import PRODUCTION  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-METRICS = ("average_precision", "roc_auc", "card_precision_at_100")
+METRICS = ("average_precision", "roc_auc", PRODUCTION.card_precision)
+PSI_ALERT = PRODUCTION.psi_alert
 
 
 def runs_of(step: str) -> pd.DataFrame:

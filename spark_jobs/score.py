@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--date", required=True, type=cli.date_arg,
                         help="the run's logical day: every arrived day up to it that is not "
                              "scored yet, or whose marts changed since, is scored")
-    parser.add_argument("--top-k", type=int, default=100, help="cards on the alert list")
+    parser.add_argument("--top-k", type=int, default=registry.TOP_K,
+                        help="cards on the alert list (profile.yaml top_k)")
     args = parser.parse_args(argv)
     cli.setup_logging()
     from spark_jobs.session import get_spark

@@ -126,9 +126,9 @@ def select(candidates: list[Candidate], data: DataFrame, folds: list[Split], see
             mlflow.log_params({"family": candidate.family, **candidate.params})
             scores = fold_scores(candidate, data, folds, seed)
             mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
-        log.info("trial %d/%d %s: validation AP=%.4f AUC=%.4f CP@100=%.4f", i, len(candidates),
-                 candidate.name, scores[PRIMARY], scores["roc_auc"],
-                 scores["card_precision_at_100"])
+        log.info("trial %d/%d %s: validation AP=%.4f AUC=%.4f CP@%d=%.4f", i, len(candidates),
+                 candidate.name, scores[PRIMARY], scores["roc_auc"], evaluation.TOP_K,
+                 scores[evaluation.CARD_PRECISION])
         results.append((scores[PRIMARY], i, candidate, scores))
     best = max(results, key=lambda r: (r[0], -r[1]))
     return best[2], best[3]
@@ -182,9 +182,9 @@ def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConf
     if storage.read_json(lake.run_summary("train", run_id)) != summary:
         storage.write_json(lake.run_summary("train", run_id), summary)
     metrics = summary["test_metrics"]
-    log.info("%s version %s: test AP=%.4f AUC=%.4f CP@100=%.4f", tracking.MODEL_NAME,
+    log.info("%s version %s: test AP=%.4f AUC=%.4f CP@%d=%.4f", tracking.MODEL_NAME,
              summary["model_version"], metrics["average_precision"], metrics["roc_auc"],
-             metrics["card_precision_at_100"])
+             evaluation.TOP_K, metrics[evaluation.CARD_PRECISION])
     return summary
 
 
@@ -276,7 +276,7 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
         metrics = evaluation.metrics_of(scored)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         for step, value in enumerate(evaluation.card_precision_per_day(scored)):
-            mlflow.log_metric("test_card_precision_at_100_daily", value, step=step)
+            mlflow.log_metric(f"test_{evaluation.CARD_PRECISION}_daily", value, step=step)
         evaluation.log_curves(scored, "test")
         evaluation.log_importances(model, families.ALL_FEATURES)
         laps.lap("test metrics and plots")

@@ -14,9 +14,11 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fraudops.model.profile import PRODUCTION
+
 log = logging.getLogger(__name__)
 
-PSI_ALERT = 0.2
+PSI_ALERT = PRODUCTION.psi_alert  # profile.yaml, tuning.psi_alert
 _EPS = 1e-4
 
 

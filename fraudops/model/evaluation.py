@@ -18,8 +18,10 @@ from pyspark.sql import DataFrame  # noqa: E402
 
 from fraudops.core.lake import PARTITION_COLUMN  # noqa: E402
 from fraudops.model import families, metrics, registry, tracking  # noqa: E402
+from fraudops.model.profile import card_precision_metric  # noqa: E402
 
 TOP_K = registry.TOP_K
+CARD_PRECISION = registry.CARD_PRECISION
 
 
 def score_frame(model, df: DataFrame) -> pd.DataFrame:
@@ -49,7 +51,7 @@ def metrics_of(scored: pd.DataFrame, k: int = TOP_K) -> dict[str, float]:
     return {
         "roc_auc": float(metrics.roc_auc(y, s)),
         "average_precision": float(metrics.average_precision(y, s)),
-        f"card_precision_at_{k}": float(cp_mean),
+        card_precision_metric(k): float(cp_mean),
         "rows": float(len(y)),
         "frauds": float(y.sum()),
     }

@@ -11,6 +11,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from fraudops.model import tracking
+from fraudops.model.profile import PRODUCTION
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
@@ -18,7 +19,8 @@ DECISION_TAG = "fraudops.decision"
 DECISION_DETAIL_TAG = "fraudops.decision_detail"
 # The metric that ranks candidates in training and decides promotion (one definition for both).
 PRIMARY = "average_precision"
-TOP_K = 100  # the card precision guard's k (evaluation.TOP_K)
+TOP_K = PRODUCTION.top_k  # the card precision guard's k (profile.yaml)
+CARD_PRECISION = PRODUCTION.card_precision  # its metric, as train and promote log it
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def decide(challenger: dict, champion: dict | None, interval, gates: Gates,
     low = high = None
     if interval is not None:
         diff, low, high = interval.observed, interval.low, interval.high
-    cp = f"card_precision_at_{TOP_K}"
+    cp = CARD_PRECISION
     cp_drop = champion.get(cp, 0.0) - challenger.get(cp, 0.0)
     if cp_drop > rules.cp_margin:
         return Decision(False, "rejected_policy",

@@ -29,6 +29,7 @@ from pathlib import Path
 from fraudops.core import config, storage
 from fraudops.core.lake import Lake
 from fraudops.core.steps import safe_id
+from fraudops.model.profile import PRODUCTION
 from fraudops.orchestration.local_airflow import LocalAirflow
 from fraudops.orchestration.settings import step_args_env
 from fraudops.simulator.generate import generate_lake
@@ -134,7 +135,7 @@ def summary_row(lake: Lake, airflow: LocalAirflow, day: str) -> dict:
         "champion_AP": champion.get("average_precision"),
         "challenger_AP": challenger.get("average_precision"),
         "AUC": challenger.get("roc_auc"),
-        "CP@100": challenger.get("card_precision_at_100"),
+        f"CP@{PRODUCTION.top_k}": challenger.get(PRODUCTION.card_precision),
         "decision": promoted.get("decision", "-"),
         "challenger": promoted.get("challenger_version", "-"),
         "champion": promoted.get("champion_version", "-"),

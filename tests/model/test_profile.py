@@ -1,0 +1,50 @@
+"""The production profile: the one source of its settings, and a loader that refuses keys it
+does not know (a misspelt setting would otherwise be a default silently kept)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+import yaml
+
+from fraudops.model import evaluation, profile, registry
+from fraudops.model.profile import PRODUCTION, PROFILE_PATH
+
+
+def write(tmp_path, change) -> object:
+    raw = yaml.safe_load(PROFILE_PATH.read_text())
+    change(raw)
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_the_file_loads_with_every_key_known():
+    assert profile.unknown_keys(yaml.safe_load(PROFILE_PATH.read_text())) == []
+    assert profile.load(PROFILE_PATH) == PRODUCTION
+
+
+@pytest.mark.parametrize("change, named", [
+    (lambda raw: raw.update(topk=50), "'topk'"),
+    (lambda raw: raw["tuning"].update(psi_alrt=0.3), "'tuning.psi_alrt'"),
+    (lambda raw: raw["windows"].update(train=14), "'windows.train'"),
+    (lambda raw: raw["promotion"].update(margin=0.1), "'promotion.margin'"),
+])
+def test_an_unknown_key_is_refused_by_its_name(tmp_path, change, named):
+    with pytest.raises(ValueError, match=f"unknown key {named}"):
+        profile.load(write(tmp_path, change))
+
+
+def test_the_promotion_keys_are_the_policys_fields():
+    assert profile.SECTIONS["promotion"] == {f.name for f in fields(registry.Policy)}
+    assert registry.Policy.from_profile(PRODUCTION) == registry.Policy(**PRODUCTION.promotion)
+
+
+def test_top_k_and_the_psi_alert_level_come_from_the_profile():
+    assert registry.TOP_K == evaluation.TOP_K == PRODUCTION.top_k
+    assert registry.CARD_PRECISION == evaluation.CARD_PRECISION == PRODUCTION.card_precision \
+        == f"card_precision_at_{PRODUCTION.top_k}"
+    from fraudops.model import drift
+
+    assert drift.PSI_ALERT == PRODUCTION.psi_alert
