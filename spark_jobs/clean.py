@@ -21,7 +21,7 @@ import json
 import logging
 import operator
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -91,8 +91,9 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
         spark.read.option("lineSep", "\n")
         .text([f.path for f in files])
         .select(
-            F.when(value.endswith("\r"), F.expr("substring(value, 1, length(value) - 1)"))
-            .otherwise(value).alias("line"),
+            # A line ends at LF; the CRs before it (CRLF, CR CR LF) are not part of it, as
+            # for the driver's count (rawfiles.inspect).
+            F.expr("trim(TRAILING '\\r' FROM value)").alias("line"),
             F.monotonically_increasing_id().alias(POSITION),
             F.col("_metadata.file_name").alias("source_file"),
         )
@@ -169,6 +170,12 @@ class IdSpans:
 
     spans: list[tuple[dt.date, int, int]]  # (day, lowest id, highest id)
     scattered_days: set[dt.date]  # days with a part whose ids may repeat within one span
+    rows: Counter = field(default_factory=Counter)  # lines per day, valid or not
+
+    def without(self, days: set[dt.date]) -> "IdSpans":
+        return IdSpans([span for span in self.spans if span[0] not in days],
+                       self.scattered_days - days,
+                       Counter({d: n for d, n in self.rows.items() if d not in days}))
 
 
 def id_spans(parsed: DataFrame, max_spans_per_part: int = MAX_SPANS_PER_PART,
@@ -189,34 +196,43 @@ def id_spans(parsed: DataFrame, max_spans_per_part: int = MAX_SPANS_PER_PART,
 
     The position is taken as the lines are read, before any rule, and cached with them: Spark
     numbers only the rows that pass a filter placed before it.
+
+    The same aggregation counts every line of each day, valid or not, for the accounting
+    (rows_in against Spark's lines, before anything is decided): the rows a rule broke are one
+    group per part, without an id.
     """
+    valid = F.col("reason").isNull()
     spans = (
-        parsed.where(F.col("reason").isNull())
-        .select(PARTITION_COLUMN, "transaction_id",
-                # monotonically_increasing_id keeps the Spark partition in its upper 31 bits
-                F.shiftright(POSITION, 33).alias("part"),
-                (F.col("transaction_id") - F.col(POSITION)).alias("offset"))
+        parsed.select(PARTITION_COLUMN, F.when(valid, F.col("transaction_id")).alias("_id"),
+                      # monotonically_increasing_id keeps the Spark partition in its upper 31 bits
+                      F.shiftright(POSITION, 33).alias("part"),
+                      F.when(valid, F.col("transaction_id") - F.col(POSITION)).alias("offset"))
         .groupBy(PARTITION_COLUMN, "part", "offset",
-                 F.shiftright("transaction_id", block_bits).alias("block"))
-        .agg(F.min("transaction_id").alias("low"), F.max("transaction_id").alias("high"))
+                 F.shiftright("_id", block_bits).alias("block"))
+        .agg(F.min("_id").alias("low"), F.max("_id").alias("high"), F.count("*").alias("n"))
     )
+    span = F.when(F.col("low").isNotNull(), F.struct("low", "high"))
     parts = (
         spans.groupBy(PARTITION_COLUMN, "part")
-        .agg(F.count("*").alias("n_spans"), F.min("low").alias("low"),
-             F.max("high").alias("high"), F.collect_list(F.struct("low", "high")).alias("spans"))
-        .select(PARTITION_COLUMN, "low", "high",
+        .agg(F.count("low").alias("n_spans"), F.min("low").alias("low"),
+             F.max("high").alias("high"), F.collect_list(span).alias("spans"),
+             F.sum("n").alias("rows"))
+        .select(PARTITION_COLUMN, "low", "high", "rows",
                 F.when(F.col("n_spans") <= max_spans_per_part, F.col("spans")).alias("spans"))
         .collect()  # one row per part of a file, with its spans where they are few
     )
-    spans_of_batch, scattered = [], set()
+    spans_of_batch, scattered, rows = [], set(), Counter()
     for part in parts:
         day = part[PARTITION_COLUMN]
+        rows[day] += part.rows
+        if part.low is None:  # no valid row in this part
+            continue
         if part.spans is None:
             scattered.add(day)
             spans_of_batch.append((day, part.low, part.high))
         else:
             spans_of_batch.extend((day, span.low, span.high) for span in part.spans)
-    return IdSpans(spans_of_batch, scattered)
+    return IdSpans(spans_of_batch, scattered, rows)
 
 
 def shared_ranges(spans: list[tuple[dt.date, int, int]]) -> list[tuple[int, int, set[dt.date]]]:
@@ -345,14 +361,129 @@ def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Cou
     return Counter({row[0].isoformat(): row[1] for row in counts.collect()})
 
 
-def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], run_id: str):
-    """Clean ``files`` into the lake; returns per-file counts {name: {"clean": n, reason: n}}."""
-    day_stats = storage.read_json(lake.clean_days, default={}) or {}
-    days = sorted({f.day for f in files})
-    parsed = parse(read_lines(spark, files)).persist()
+def days_to_restate(spans: list[tuple[str, int, int]], ranges: dict[str, tuple[int, int]]
+                    ) -> list[str]:
+    """Days outside the batch to clean again so that the earliest occurrence of an id wins
+    whatever the order in which files came.
 
-    ids = id_spans(parsed)
-    hit_days = clean_days_meeting(ids, day_stats, replaced=set(days))
+    ``spans`` are id ranges of the days the batch changes (their new spans, and the valid ids
+    they held before); ``ranges`` the valid ids (clean or duplicate) of each other day. A day
+    whose range meets a range of an earlier changed day may hold a copy that must now lose to
+    it (a day delivered after its late duplicates), or a duplicate whose original is gone (a
+    corrected or withdrawn day). Its file is unchanged, so its ids stay in its range: a day
+    restated changes the days after it in the same way, until none is left. Ids grow with
+    time, so a new day, the newest, reaches no other day and nothing is restated.
+    """
+    if not spans:
+        return []
+    restated: set[str] = set()
+    frontier = list(spans)
+    while frontier:
+        first = min(day for day, _, _ in frontier)
+        reached = [
+            (day, low, high) for day, (low, high) in ranges.items()
+            if day > first and day not in restated
+            and any(other < day and o_low <= high and o_high >= low
+                    for other, o_low, o_high in frontier)
+        ]
+        restated.update(day for day, _, _ in reached)
+        frontier = reached
+    return sorted(restated)
+
+
+def _valid_ranges(manifest: dict[str, dict], day_stats: dict[str, dict]) -> dict[str, tuple]:
+    """Per day, the range of its valid ids (clean or duplicate) as last cleaned; the clean
+    range where the manifest does not say (entries written before it kept the range)."""
+    ranges = {}
+    for entry in manifest.values():
+        if entry.get("valid_ids"):
+            ranges[entry["day"]] = tuple(entry["valid_ids"])
+    for day, stats in day_stats.items():
+        ranges.setdefault(day, (stats["min_id"], stats["max_id"]))
+    return ranges
+
+
+@dataclass
+class Cleaned:
+    """What clean_files did: counts per file, and the files it added or set aside."""
+
+    per_file: dict[str, Counter]
+    valid_ids: dict[str, list[int]]  # per file: lowest and highest valid id
+    restated: list[rawfiles.RawFile]  # unchanged files whose day was cleaned again
+    set_aside: list[rawfiles.RawFile]  # files quarantined whole or emptied on the way
+    rewritten: list[str]  # every day whose clean and quarantine rows were replaced
+
+
+def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], run_id: str,
+                emptied: list[rawfiles.RawFile] = (), manifest: dict | None = None) -> Cleaned:
+    """Clean ``files`` into the lake and empty the days of ``emptied`` (files without rows, or
+    quarantined whole).
+
+    Days outside the batch whose copies an earlier day decides are restated (days_to_restate);
+    a file whose lines Spark counts otherwise than the driver is quarantined whole
+    (UNACCOUNTABLE) and the others go on. Every day rewritten is recorded as pending before the
+    first write, for features and for the next clean (see fraudops.core.pending).
+    """
+    day_stats = lease.read_state(lake, lake.clean_days, default={}) or {}
+    manifest = manifest if manifest is not None else rawfiles.load_manifest(lake)
+    ranges = _valid_ranges(manifest, day_stats)
+    files, emptied, restated = list(files), list(emptied), []
+    parsed = ids = None
+    while True:
+        changing = {f.day for f in files} | {f.day for f in emptied}
+        old = [(d, *ranges[d]) for d in sorted(changing) if d in ranges]
+        if files:
+            read_days = {f.day for f in files}
+            parsed = parse(read_lines(spark, files)).persist()
+            ids = id_spans(parsed)
+            wrong = _unaccountable(files, ids)
+            if wrong:
+                files = [f for f in files if f not in wrong]
+                emptied += wrong
+                ids = ids.without({dt.date.fromisoformat(f.day) for f in wrong})
+            new = [(d.isoformat(), low, high) for d, low, high in ids.spans]
+        else:
+            new = []
+        more = days_to_restate(old + new, {d: r for d, r in ranges.items() if d not in changing})
+        if not more:
+            break
+        log.info("restating days whose duplicates an earlier day decides: %s", cli.span(more))
+        inspected, gone = rawfiles.inspect_days(lake, more, "restated")
+        again = rawfiles.Pending()
+        for raw in inspected:
+            again.add(raw)
+        restated += again.to_process + again.empty + again.quarantined
+        files += again.to_process
+        emptied += again.empty + again.quarantined + [_gone(lake, day) for day in gone]
+        if parsed is not None:
+            parsed.unpersist()
+        parsed = None
+
+    days = sorted({f.day for f in files})
+    empty_days = sorted({f.day for f in emptied} - set(days))
+    rewritten = sorted(set(days) | set(empty_days))
+    per_file: dict[str, Counter] = defaultdict(Counter)
+    valid_ids: dict[str, list[int]] = {}
+    for f in emptied:
+        if f.rows_in:
+            per_file[f.name][f.file_reason] += f.rows_in
+        day_stats.pop(f.day, None)
+    # Before any write: these days' data may be neither old nor new until the state is saved,
+    # and the marts of those that had rows or get some are owed.
+    pending_work.add_clean_days(lake, rewritten)
+    pending_work.add_features_days(lake, sorted(
+        set(days) | {f.day for f in emptied if f.status != "new" or f.day in ranges}))
+    if not files:  # days emptied only: no Spark
+        lease.fence(lake)
+        for path in (lake.clean, lake.quarantine):
+            write_days(None, path, empty_days, set())
+            left = [d for d in empty_days if storage.exists(lake.partition(path, d))]
+            if left:
+                raise AccountingError(f"{cli.span(left)} still have rows under {path}")
+        lease.write_state(lake, lake.clean_days, day_stats)
+        return Cleaned(per_file, valid_ids, restated, emptied, rewritten)
+
+    hit_days = clean_days_meeting(ids, day_stats, replaced=set(rewritten))
     existing = None
     if hit_days:
         log.info("checking incoming ids against clean days %s", cli.span(hit_days))
@@ -362,10 +493,14 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     if check.suspect_days or check.listed_ids:
         log.info("checking for repeats: every id of %d day(s), %d id(s) that two spans share",
                  len(check.suspect_days), len(check.listed_ids))
-    duplicates = duplicate_rows(spark, parsed, existing, check)
+    batch = parsed
+    if read_days != set(days):  # a file set aside after it was read
+        batch = parsed.where(F.col(PARTITION_COLUMN).isin(
+            [dt.date.fromisoformat(d) for d in days]))
+    duplicates = duplicate_rows(spark, batch, existing, check)
     if duplicates is not None:
         duplicates = duplicates.persist()  # small; used by three passes
-    classified = mark_duplicates(parsed, duplicates)
+    classified = mark_duplicates(batch, duplicates)
 
     file_of = {f.day: f.name for f in files}
     stats = (
@@ -374,11 +509,14 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
              F.max("transaction_id").alias("max_id"), F.sum("tx_fraud").alias("frauds"))
         .collect()  # one row per day (one file) and reason
     )
-    per_file: dict[str, Counter] = defaultdict(Counter)
     clean_days, quarantine_days = set(), set()
     for row in stats:
         day = row[PARTITION_COLUMN].isoformat()
-        per_file[file_of[day]]["clean" if row.reason is None else row.reason] += row.rows
+        name = file_of[day]
+        per_file[name]["clean" if row.reason is None else row.reason] += row.rows
+        if row.reason in (None, DUPLICATE_ID):
+            low, high = valid_ids.get(name, (row.min_id, row.max_id))
+            valid_ids[name] = [min(low, row.min_id), max(high, row.max_id)]
         if row.reason is None:
             clean_days.add(day)
             day_stats[day] = {"rows": row.rows, "frauds": row.frauds,
@@ -393,38 +531,63 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     )
     log.info("writing clean days %s", cli.span(sorted(clean_days)))
     faults.point("clean.before_writes")
-    write_days(clean_rows, lake.clean, days, clean_days)
+    lease.fence(lake)  # a run that stalled past its lease writes no data
+    write_days(clean_rows, lake.clean, rewritten, clean_days)
     faults.point("clean.between_clean_and_quarantine")
     rejected = classified.where(F.col("reason").isNotNull()).select(
         F.concat(F.col(PARTITION_COLUMN).cast("string"), F.lit(RAW_SUFFIX)).alias("source_file"),
         "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN,
     )
-    write_days(rejected, lake.quarantine, days, quarantine_days)
+    write_days(rejected, lake.quarantine, rewritten, quarantine_days)
     if duplicates is not None:
         duplicates.unpersist()
     parsed.unpersist()
 
-    verify_accounting(spark, lake, files, per_file, days)
-    storage.write_json(lake.clean_days, day_stats)
+    verify_accounting(spark, lake, files, per_file, days, empty_days)
+    lease.write_state(lake, lake.clean_days, day_stats)
     faults.point("clean.after_clean_days")
-    return per_file
+    return Cleaned(per_file, valid_ids, restated, emptied, rewritten)
+
+
+def _unaccountable(files: list[rawfiles.RawFile], ids: IdSpans) -> list[rawfiles.RawFile]:
+    """Files whose lines Spark counted otherwise than the driver: set aside whole, with the
+    reason UNACCOUNTABLE (the file changed while it was read, or a line end the two read
+    differently), so that the other files go on."""
+    wrong = []
+    for f in files:
+        seen = ids.rows.get(dt.date.fromisoformat(f.day), 0)
+        if seen != f.rows_in:
+            log.error("%s: %d lines counted on the driver, Spark read %d: the file is "
+                      "quarantined whole", f.name, f.rows_in, seen)
+            f.file_reason = rawfiles.UNACCOUNTABLE
+            wrong.append(f)
+    return wrong
+
+
+def _gone(lake: Lake, day: str) -> rawfiles.RawFile:
+    """A day to restate whose raw file is no longer there: it has no rows."""
+    name = f"{day}{RAW_SUFFIX}"
+    return rawfiles.RawFile(name, lake.raw_file(day), day, 0, 0, file_reason=rawfiles.EMPTY,
+                            status="restated")
 
 
 class AccountingError(RuntimeError):
     """Rows entered that were neither written clean nor quarantined (or the reverse)."""
 
 
-def verify_accounting(spark, lake, files, per_file, days) -> None:
-    """rows_in (counted on the driver) == clean + quarantined, as read back from the lake."""
+def verify_accounting(spark, lake, files, per_file, days, empty_days=()) -> None:
+    """rows_in (counted on the driver) == clean + quarantined, as read back from the lake;
+    nothing is left on the days that were emptied."""
     rows_in = Counter()
     for f in files:
         rows_in[f.day] += f.rows_in
         counted = sum(per_file[f.name].values())
         if counted != f.rows_in:
             raise AccountingError(f"{f.name}: {f.rows_in} lines entered, Spark saw {counted}")
-    clean = written_rows(spark, lake.clean, CLEAN_SCHEMA, days)
-    quarantined = written_rows(spark, lake.quarantine, QUARANTINE_SCHEMA, days)
-    for day in days:
+    checked = sorted(set(days) | set(empty_days))
+    clean = written_rows(spark, lake.clean, CLEAN_SCHEMA, checked)
+    quarantined = written_rows(spark, lake.quarantine, QUARANTINE_SCHEMA, checked)
+    for day in checked:
         if rows_in[day] != clean[day] + quarantined[day]:
             raise AccountingError(
                 f"{day}: rows_in={rows_in[day]} but clean={clean[day]} + "
@@ -432,15 +595,24 @@ def verify_accounting(spark, lake, files, per_file, days) -> None:
             )
 
 
+class RunIdReused(RuntimeError):
+    """A run id that finished is asked for another request: its summary does not answer it."""
+
+
 def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None = None) -> dict:
     """Clean what arrived, holding the lake's lease; a run id that finished returns its summary.
 
     The summary is the run's record and is written last: a re-run with the same id after
-    success changes nothing, and one after a crash finishes the work (see rawfiles.plan).
+    success changes nothing, and one after a crash finishes the work (see rawfiles.plan). A
+    finished summary answers only the same request (the same ``until``).
     """
     with lease.held(lake, "clean", run_id) as held:
         done = storage.read_json(lake.run_summary("clean", run_id))
         if done is not None:
+            if done.get("until") != until:
+                raise RunIdReused(
+                    f"clean run {run_id} finished with --until {done.get('until')}, not "
+                    f"{until}: give this request a run id of its own")
             log.info("run %s cleaned already: its summary stands", run_id)
             return done
         return _run(lake, until, run_id, spark, held)
@@ -449,24 +621,46 @@ def run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None =
 def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
          held: lease.Lease) -> dict:
     pending, manifest = rawfiles.plan(lake, until, redo_run=run_id)
+    planned = {f.day for f in pending.to_process + pending.empty + pending.quarantined}
+    # Days an interrupted run was rewriting: cleaned again from their files as they are now,
+    # even where the manifest finds a file unchanged (it may have been restored meanwhile).
+    unsettled = [d for d in pending_work.clean_days(lake) if d not in planned]
+    if unsettled:
+        log.warning("days an interrupted run was rewriting, cleaned again: %s",
+                    cli.span(unsettled))
+        inspected, gone = rawfiles.inspect_days(lake, unsettled, "restated")
+        for raw in inspected:
+            pending.add(raw)
+        pending.empty += [_gone(lake, day) for day in gone]
+        again = set(unsettled)
+        pending.unchanged_redeliveries = [f for f in pending.unchanged_redeliveries
+                                          if f.day not in again]
     files = pending.to_process
-    per_file: dict[str, Counter] = {}
-    if files:
-        log.info("cleaning %d file(s): %s", len(files), cli.span([f.name for f in files]))
-        # Before any write: features owes these days their marts until it has rebuilt them.
-        pending_work.add_features_days(lake, sorted({f.day for f in files}))
-        per_file = clean_files(spark or _spark(lake), lake, files, run_id)
+    emptied = pending.empty + pending.quarantined
+    cleaned = Cleaned({}, {}, [], [], [])
+    if files or emptied:
+        if files:
+            log.info("cleaning %d file(s): %s", len(files), cli.span([f.name for f in files]))
+        session = (spark or _spark(lake)) if files else spark
+        cleaned = clean_files(session, lake, files, run_id, emptied, manifest)
     else:
         log.info("no new raw files up to %s", until or "today")
 
+    done = {f.name: f for f in files + emptied}
+    for raw in cleaned.restated + cleaned.set_aside:
+        done[raw.name] = raw
     summary_files = []
-    for raw in files + pending.empty:
-        counts = per_file.get(raw.name, Counter())
+    for raw in sorted(done.values(), key=lambda f: f.name):
+        counts = cleaned.per_file.get(raw.name, Counter())
         outcome = {
             "rows_clean": counts.get("clean", 0),
             "quarantined": {k: v for k, v in sorted(counts.items()) if k != "clean"},
         }
-        manifest[raw.name] = rawfiles.manifest_entry(raw, run_id, outcome)
+        if raw.md5:  # inspected: a file that is there
+            manifest[raw.name] = {**rawfiles.manifest_entry(raw, run_id, outcome),
+                                  "valid_ids": cleaned.valid_ids.get(raw.name)}
+        else:  # a restated day whose file is gone
+            manifest.pop(raw.name, None)
         summary_files.append({"name": raw.name, "day": raw.day, "status": raw.status,
                               "file_reason": raw.file_reason, "rows_in": raw.rows_in, **outcome})
     for raw in pending.unchanged_redeliveries:
@@ -476,11 +670,15 @@ def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
     for item in summary_files:
         by_reason.update(item["quarantined"])
     rows_clean = sum(item["rows_clean"] for item in summary_files)
+    whole = [f for f in summary_files if f["file_reason"] in rawfiles.WHOLE_FILE_REASONS]
+    all_files = list(done.values())
+    withdrawn = {f.day for f in cleaned.set_aside if f.status != "new"}
     summary = {
         "run_id": run_id,
         "until": until,
-        "new_files": sum(1 for f in files + pending.empty if f.status == "new"),
-        "changed_files": sum(1 for f in files + pending.empty if f.status == "changed"),
+        "new_files": sum(1 for f in all_files if f.status == "new"),
+        "changed_files": sum(1 for f in all_files if f.status == "changed"),
+        "restated_files": sorted(f.name for f in cleaned.restated),
         "unchanged_redeliveries": [f.name for f in pending.unchanged_redeliveries],
         "ignored_files": pending.ignored_names,
         "files": summary_files,
@@ -488,7 +686,14 @@ def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
         "rows_clean": rows_clean,
         "rows_quarantined": sum(by_reason.values()),
         "quarantined_by_reason": dict(sorted(by_reason.items())),
-        "changed_dates": sorted({f.day for f in files}),
+        # Files quarantined whole: none of their lines is in the clean or quarantine tables.
+        "quarantined_files": [{"name": f["name"], "day": f["day"], "reason": f["file_reason"],
+                               "rows_in": f["rows_in"]} for f in whole],
+        "alerts": [f"{f['name']} quarantined whole ({f['file_reason']}): its {f['rows_in']} "
+                   f"line(s) are in no table and its day has no rows until a good file comes"
+                   for f in whole],
+        "changed_dates": sorted({f.day for f in files} | {f.day for f in cleaned.restated}
+                                | withdrawn),
         "has_new_rows": rows_clean > 0,
         # Changed days whose marts are owed, this run's and any a failed features run left.
         "features_pending": pending_work.features_days(lake),
@@ -497,6 +702,7 @@ def _run(lake: Lake, until: str | None, run_id: str, spark: SparkSession | None,
     held.check()
     rawfiles.save_manifest(lake, manifest)  # a run that dies before this leaves files to redo
     faults.point("clean.after_manifest")
+    pending_work.remove_clean_days(lake, cleaned.rewritten)
     storage.write_json(lake.run_summary("clean", run_id), summary)  # the run's record: last
     return summary
 

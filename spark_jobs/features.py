@@ -297,7 +297,7 @@ def daily_mart(spark: SparkSession, lake: Lake, mart: Mart, day: str,
 
 
 def current_sums(lake: Lake, mart: Mart) -> list[str]:
-    return (storage.read_json(lake.window_sums_index(mart.name), default={}) or {}).get(
+    return (lease.read_state(lake, lake.window_sums_index(mart.name), default={}) or {}).get(
         "days", [])
 
 
@@ -310,12 +310,12 @@ def save_sums(lake: Lake, mart: Mart, sums: DataFrame | None, day: str | None,
     """
     current = current_sums(lake, mart)
     days = sorted(set(keep) & set(current))
-    storage.write_json(lake.window_sums_index(mart.name), {"days": days})
+    lease.write_state(lake, lake.window_sums_index(mart.name), {"days": days})
     if sums is not None:
         sums.coalesce(1).write.mode("overwrite").parquet(lake.window_sums(mart.name, day))
         faults.point(f"features.after_{mart.name}_sums")
         days = sorted({*days, day})
-        storage.write_json(lake.window_sums_index(mart.name), {"days": days})
+        lease.write_state(lake, lake.window_sums_index(mart.name), {"days": days})
     for old in set(current) - set(days):
         storage.delete_dir(lake.window_sums(mart.name, old))
 
@@ -384,6 +384,7 @@ def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     deleted = sorted(set(changed) - set(available))  # days whose rows were all quarantined
     forget_changed_sums(lake, changed)
     faults.point("features.before_writes")
+    lease.fence(lake)  # a run that stalled past its lease writes no data
     daily = bool(days) and not deleted and can_step_daily(lake, days, available)
     summary = {"days": days, "deleted_days": deleted, "daily_step": daily}
     if deleted:
@@ -488,12 +489,17 @@ def main(argv: list[str] | None = None) -> dict:
     run_id = cli.run_id(args.run_id)
     done = storage.read_json(lake.run_summary("features", run_id))
     if done is not None:  # a retry after success: the marts it wrote stand
+        if done.get("requested", changed) != changed:
+            raise SystemExit(
+                f"features run {run_id} finished for the days {done['requested']}, not "
+                f"{changed}: give this request a run id of its own")
         log.info("run %s built its features already: %s", run_id, done)
         print(json.dumps(done))
         return done
     from spark_jobs.session import get_spark
 
-    summary = run(get_spark("features", lake.root), lake, changed, run_id)
+    summary = {**run(get_spark("features", lake.root), lake, changed, run_id),
+               "requested": changed}  # what a retry must ask for to get this summary back
     storage.write_json(lake.run_summary("features", run_id), summary)
     print(json.dumps(summary))
     return summary

@@ -13,6 +13,7 @@
     <root>/_state/windows/<mart>.json             which of those days are current
     <root>/_state/runs/<step>/<run_id>.json       one summary per step run
     <root>/_state/pending/features.json           changed days whose marts are not rebuilt yet
+    <root>/_state/pending/clean.json              days a cleaning run is rewriting, not recorded yet
     <root>/_state/pending/score.json              days whose scores are owed (again), and why
     <root>/_state/scores.json                     each scored day: model version, run, restatements
     <root>/_state/lease.json                      the one writer of the state (fraudops.core.lease)
@@ -105,6 +106,11 @@ class Lake:
     def score_ledger(self) -> str:
         """Each scored day: the model version, the run and the marts it came from."""
         return self.path("_state", "scores.json")
+
+    @property
+    def clean_pending(self) -> str:
+        """Days a cleaning run began to rewrite and has not recorded yet (see pending)."""
+        return self.path("_state", "pending", "clean.json")
 
     @property
     def lease(self) -> str:

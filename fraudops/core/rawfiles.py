@@ -7,6 +7,7 @@ count that the cleaning job's accounting is checked against.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import hashlib
 import logging
@@ -14,7 +15,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-from fraudops.core import storage
+from fraudops.core import lease, storage
 from fraudops.core.lake import RAW_SUFFIX, Lake
 from fraudops.core.rawformat import RAW_HEADER
 
@@ -30,6 +31,11 @@ EMPTY = "empty_file"
 HEADER_ONLY = "header_only"
 BAD_HEADER = "bad_header"
 UNDECODABLE = "undecodable"
+# A file that is quarantined whole: none of its lines enter Spark's clean or quarantine tables.
+# Its day is emptied, as a fresh clean of it would leave it, and the run's summary alerts.
+LINE_TOO_LONG = "line_too_long"  # a line longer than MAX_LINE_BYTES: no transaction is
+UNACCOUNTABLE = "unaccountable"  # Spark read another number of lines than the driver counted
+WHOLE_FILE_REASONS = (LINE_TOO_LONG, UNACCOUNTABLE)
 
 INSPECT_THREADS = 4  # files read and hashed at once (each holds one file's bytes in memory)
 
@@ -44,7 +50,7 @@ class RawFile:
     md5: str = ""
     rows_in: int = 0  # data lines, counted here independently of Spark
     file_reason: str | None = None  # set for a file whose every line is quarantined
-    status: str = "new"  # new | changed
+    status: str = "new"  # new | changed | restated (unchanged, but its day is cleaned again)
 
     @property
     def has_rows(self) -> bool:
@@ -56,9 +62,23 @@ class Pending:
     """What a cleaning run has to do, decided before Spark starts."""
 
     to_process: list[RawFile] = field(default_factory=list)
-    empty: list[RawFile] = field(default_factory=list)  # new files without rows
+    empty: list[RawFile] = field(default_factory=list)  # files without rows
+    quarantined: list[RawFile] = field(default_factory=list)  # files quarantined whole
     unchanged_redeliveries: list[RawFile] = field(default_factory=list)
     ignored_names: list[str] = field(default_factory=list)  # not YYYY-MM-DD.txt
+
+    def add(self, raw: RawFile) -> None:
+        """File an inspected file by what cleaning it takes."""
+        if raw.file_reason in WHOLE_FILE_REASONS:
+            log.error("%s: %s; the file is quarantined whole", raw.name, raw.file_reason)
+            self.quarantined.append(raw)
+        elif raw.has_rows:
+            if raw.file_reason:
+                log.error("%s: %s; every line goes to quarantine", raw.name, raw.file_reason)
+            self.to_process.append(raw)
+        else:
+            log.warning("%s: %s, no rows to clean", raw.name, raw.file_reason)
+            self.empty.append(raw)
 
 
 def file_day(name: str) -> str | None:
@@ -73,11 +93,11 @@ def file_day(name: str) -> str | None:
 
 
 def load_manifest(lake: Lake) -> dict[str, dict]:
-    return storage.read_json(lake.manifest, default={}) or {}
+    return lease.read_state(lake, lake.manifest, default={}) or {}
 
 
 def save_manifest(lake: Lake, manifest: dict[str, dict]) -> None:
-    storage.write_json(lake.manifest, manifest)
+    lease.write_state(lake, lake.manifest, manifest)  # fenced while the lease is held
 
 
 def arrived_files(lake: Lake, until: str | None) -> tuple[list[storage.FileEntry], list[str]]:
@@ -120,44 +140,90 @@ _HEADER = RAW_HEADER.encode()
 
 
 def _is_header(line: bytes) -> bool:
-    """As the cleaning job sees a line: a trailing CR dropped, then equal to the header."""
+    """As the cleaning job sees a line: its trailing CRs dropped, then equal to the header."""
     return line.rstrip(b"\r") == _HEADER
 
 
+READ_CHUNK = 1 << 20  # bytes read at once by inspect
+MAX_LINE_BYTES = 1 << 20  # a longer line is no transaction: its file is quarantined whole
+
+
 def inspect(entry: storage.FileEntry, status: str) -> RawFile:
-    """Read a file once: checksum, decodability, header, and its number of data lines."""
+    """Read a file once, block by block: checksum, decodability, header, longest line and its
+    number of data lines.
+
+    Lines end at LF; the CRs before it (CRLF, or CR CR LF from a file converted twice) are not
+    part of the line, exactly as the cleaning job reads them (clean.read_lines). A file with CR
+    line ends only is one line. No more than a block and one line are held at a time, and a
+    line longer than MAX_LINE_BYTES is not kept at all: its file is quarantined whole
+    (LINE_TOO_LONG) and Spark never reads it.
+    """
     name = entry.path.rsplit("/", 1)[-1]
-    data = storage.read_bytes(entry.path)
     raw = RawFile(name, entry.path, file_day(name) or "", entry.size, entry.mtime_ns, status=status)
-    raw.md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if not data:
+    digest = hashlib.md5(usedforsecurity=False)
+    decoder, decodable = codecs.getincrementaldecoder("utf-8")(), True
+    n_newlines, n_headers, size = 0, 0, 0
+    first: bytes | None = None  # the first line, once it has ended
+    carry, too_long, ends_with_newline = b"", False, False
+    for block in storage.read_chunks(entry.path, READ_CHUNK):
+        digest.update(block)
+        size += len(block)
+        ends_with_newline = block.endswith(b"\n")
+        if decodable:
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError:
+                decodable = False
+        n_newlines += block.count(b"\n")
+        if too_long:
+            continue
+        buffer = carry + block
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            carry = buffer
+        else:
+            first_end = buffer.find(b"\n")
+            if first_end > MAX_LINE_BYTES:
+                too_long = True
+            if first is None:
+                first = buffer[:first_end]
+            complete = buffer[:end]
+            if _HEADER in complete:  # a header is rarely repeated: split only where one is
+                n_headers += sum(1 for line in complete.split(b"\n") if _is_header(line))
+            carry = buffer[end + 1:]
+        if len(carry) > MAX_LINE_BYTES:
+            too_long = True
+    raw.md5 = digest.hexdigest()
+    if size == 0:
         raw.file_reason = EMPTY
         return raw
+    if decodable:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            decodable = False
     # The final newline ends the last line; it does not start another.
-    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
+    n_lines = n_newlines + (0 if ends_with_newline else 1)
+    if too_long:  # its lines less the header, if it starts with one
+        raw.file_reason = LINE_TOO_LONG
+        raw.rows_in = n_lines - (first is not None and _is_header(first))
+        return raw
+    if carry:  # the last line, without a newline
+        if first is None:
+            first = carry
+        n_headers += _is_header(carry)
+    if not decodable:
         raw.file_reason = UNDECODABLE
         raw.rows_in = n_lines
         return raw
-    first_end = data.find(b"\n")
-    if not _is_header(data if first_end < 0 else data[:first_end]):
+    if not _is_header(first or b""):
         raw.file_reason = BAD_HEADER
         raw.rows_in = n_lines
         return raw
-    raw.rows_in = n_lines - header_lines(data)
+    raw.rows_in = n_lines - n_headers
     if raw.rows_in == 0:
         raw.file_reason = HEADER_ONLY
     return raw
-
-
-def header_lines(data: bytes) -> int:
-    """Lines that are the header (repeated headers are not data) of a file whose first line is
-    one; only a file holding the header text more than once is split into lines."""
-    if data.count(_HEADER) == 1:
-        return 1
-    return sum(1 for line in data.split(b"\n") if _is_header(line))
 
 
 def plan(lake: Lake, until: str | None,
@@ -193,14 +259,23 @@ def plan(lake: Lake, until: str | None,
         if known and known.get("md5") == raw.md5 and name not in redone:
             log.info("%s was delivered again unchanged: nothing to do", name)
             pending.unchanged_redeliveries.append(raw)
-        elif raw.has_rows:
-            if raw.file_reason:
-                log.error("%s: %s; every line goes to quarantine", name, raw.file_reason)
-            pending.to_process.append(raw)
         else:
-            log.warning("%s: %s, no rows to clean", name, raw.file_reason)
-            pending.empty.append(raw)
+            pending.add(raw)
     return pending, manifest
+
+
+def inspect_days(lake: Lake, days: list[str], status: str) -> tuple[list[RawFile], list[str]]:
+    """The raw files of ``days`` read again as they are now (to restate those days), and the
+    days whose file is no longer there."""
+    entries, gone = [], []
+    for day in days:
+        entry = storage.file_entry(lake.raw_file(day))
+        if entry is None:
+            gone.append(day)
+        else:
+            entries.append(entry)
+    with ThreadPoolExecutor(max_workers=INSPECT_THREADS) as pool:
+        return list(pool.map(lambda entry: inspect(entry, status), entries)), gone
 
 
 def manifest_entry(raw: RawFile, run_id: str, outcome: dict) -> dict:
