@@ -14,12 +14,12 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from fraudops.model.metrics import psi_from_counts
 from fraudops.model.profile import PRODUCTION
 
 log = logging.getLogger(__name__)
 
 PSI_ALERT = PRODUCTION.psi_alert  # profile.yaml, tuning.psi_alert
-_EPS = 1e-4
 
 
 def _bin_counts(df: DataFrame, edges: dict[str, list[float]]) -> dict[str, np.ndarray]:
@@ -33,12 +33,6 @@ def _bin_counts(df: DataFrame, edges: dict[str, list[float]]) -> dict[str, np.nd
     row = df.agg(*exprs).first().asDict()
     return {f: np.array([row[f"{f}__{b}"] or 0 for b in range(len(c) + 1)], dtype=float)
             for f, c in edges.items()}
-
-
-def psi_from_counts(expected: np.ndarray, actual: np.ndarray) -> float:
-    e = np.maximum(expected / max(expected.sum(), 1), _EPS)
-    a = np.maximum(actual / max(actual.sum(), 1), _EPS)
-    return float(np.sum((a - e) * np.log(a / e)))
 
 
 def reference_bins(reference: DataFrame, features: list[str], bins: int = 10) -> dict:

@@ -9,7 +9,8 @@
   cards already found compromised on earlier days left out.
 - ``paired_day_interval`` gives a t interval for the mean per-day difference of a metric between
   two models scored on the same rows (what promote decides on).
-- ``psi`` is the population stability index of one variable between two samples.
+- ``psi_from_counts`` is the population stability index of two samples' counts over the same
+  bins (fraudops.model.drift bins the features in Spark).
 """
 
 from __future__ import annotations
@@ -201,29 +202,3 @@ def psi_from_counts(expected_counts, actual_counts, epsilon: float = PSI_EPSILON
     e = np.maximum(e / max(e.sum(), 1.0), epsilon)
     a = np.maximum(a / max(a.sum(), 1.0), epsilon)
     return float(np.sum((a - e) * np.log(a / e)))
-
-
-def quantile_cuts(expected, bins: int = 10) -> np.ndarray:
-    """Inner bin edges: the expected sample's quantiles (duplicates merged, so fewer bins when
-    values repeat). Bin i holds cuts[i-1] < x <= cuts[i]."""
-    values = np.asarray(expected, dtype=float)
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        raise ValueError("the expected sample has no value")
-    return np.unique(np.quantile(values, np.arange(1, bins) / bins))
-
-
-def bin_counts(values, cuts: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    return np.bincount(np.searchsorted(cuts, values, side="left"), minlength=len(cuts) + 1)
-
-
-def psi(expected, actual, bins: int = 10) -> float:
-    """Population stability index of ``actual`` against ``expected`` (NaNs ignored).
-
-    Bins are the expected sample's quantiles; empty bins get a share of PSI_EPSILON. Usual
-    reading: < 0.1 stable, 0.1 to 0.2 a moderate shift, > 0.2 a significant one.
-    """
-    cuts = quantile_cuts(expected, bins)
-    return psi_from_counts(bin_counts(expected, cuts), bin_counts(actual, cuts))
