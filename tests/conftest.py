@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 
 import pytest
 
@@ -118,6 +119,24 @@ def checkov_reports(tmp_path_factory):
     if not checkov.CHECKOV.exists():
         pytest.skip(checkov.MISSING)
     return checkov.scan(tmp_path_factory.mktemp("checkov"))
+
+
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory):
+    """An MLflow SQLite store migrated once per session (the migrations take seconds)."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_sqlite(tmp_path, migrated_mlflow_db) -> str:
+    """The URI of a fresh MLflow SQLite store in tmp_path: a copy of the migrated one."""
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(migrated_mlflow_db, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -140,9 +141,11 @@ def test_policy_errors():
 
 @pytest.fixture(scope="module",
                 params=["local", pytest.param("server", marks=pytest.mark.server)])
-def tracking_uri(request, tmp_path_factory):
+def tracking_uri(request, tmp_path_factory, migrated_mlflow_db):
     if request.param == "local":
-        return f"sqlite:///{tmp_path_factory.mktemp('registry') / 'mlflow.db'}"
+        path = tmp_path_factory.mktemp("registry") / "mlflow.db"
+        shutil.copyfile(migrated_mlflow_db, path)
+        return f"sqlite:///{path}"
     return request.getfixturevalue("mlflow_server")
 
 
@@ -427,11 +430,11 @@ def test_a_step_fails_closed_on_an_unreachable_server_naming_it(global_tracking_
 # The rollback CLI on a local SQLite store --------------------------------------------------------
 
 @pytest.fixture
-def local_model(tmp_path, monkeypatch) -> tuple[str, Model]:
+def local_model(tmp_path, monkeypatch, mlflow_sqlite) -> tuple[str, Model]:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path))
-    uri = f"sqlite:///{tmp_path / 'cli.db'}"
+    uri = mlflow_sqlite
     client = mlflow.MlflowClient(tracking_uri=uri)
     name = f"fraud-cli-{uuid.uuid4().hex[:8]}"
     experiment_id = client.create_experiment(name, (tmp_path / "artifacts").as_uri())

@@ -13,9 +13,9 @@ from fraudops.model.profile import PRODUCTION, load
 
 
 @pytest.fixture
-def client(tmp_path, monkeypatch):
+def client(tmp_path, monkeypatch, mlflow_sqlite):
     monkeypatch.setenv("FRAUDOPS_HOME", str(tmp_path))
-    tracking.setup(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.setup(mlflow_sqlite)
     return mlflow.MlflowClient()
 
 
