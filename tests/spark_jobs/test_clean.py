@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import hashlib
 import os
 
 import pandas as pd
@@ -320,9 +321,28 @@ def test_accounting_holds_on_random_input(spark, tmp_path_factory, day1, day2):
     (HEADER + b"\n" + HEADER + b"\n" + HEADER + b"x\n", None, 1),  # a longer line is data
     (b"a\n" + HEADER + b"\n", rawfiles.BAD_HEADER, 2),
     (b"\xff\xfe\n", rawfiles.UNDECODABLE, 1),
+    (HEADER + b"\r\r\na\r\r\n" + HEADER + b"\r\r\n", None, 1),  # CR CR LF, as Spark reads it
+    (HEADER + b"\ra\rb\r", rawfiles.BAD_HEADER, 1),  # CR line ends only: one line
+    ("\u00e9".encode() + b"\n", rawfiles.BAD_HEADER, 1),  # a character across two blocks
 ])
-def test_inspect_counts_the_data_lines_spark_will_see(tmp_path, content, reason, rows_in):
+@pytest.mark.parametrize("block", [1 << 20, 3])  # whole, and in blocks of 3 bytes
+def test_inspect_counts_the_data_lines_spark_will_see(tmp_path, monkeypatch, content, reason,
+                                                      rows_in, block):
+    monkeypatch.setattr(rawfiles, "READ_CHUNK", block)
     path = tmp_path / f"{DAY}.txt"
     path.write_bytes(content)
     raw = rawfiles.inspect(storage.FileEntry(str(path), len(content), 0), "new")
     assert (raw.file_reason, raw.rows_in) == (reason, rows_in)
+    assert raw.md5 == hashlib.md5(content).hexdigest()
+
+
+@pytest.mark.parametrize("spans, ranges, restated", [
+    ([("2018-04-05", 500, 600)], {"2018-04-01": (1, 99), "2018-04-04": (400, 499)}, []),  # daily
+    ([("2018-04-01", 1, 99)], {"2018-04-02": (5, 150)}, ["2018-04-02"]),  # late copies in D2
+    ([("2018-04-03", 1, 99)], {"2018-04-02": (5, 150)}, []),  # an earlier day wins anyway
+    ([("2018-04-01", 1, 99)], {"2018-04-02": (50, 150), "2018-04-03": (120, 130),
+                               "2018-04-04": (200, 300)},
+     ["2018-04-02", "2018-04-03"]),  # D2 restated reaches D3, not D4
+])
+def test_days_to_restate(spans, ranges, restated):
+    assert clean.days_to_restate(spans, ranges) == restated
