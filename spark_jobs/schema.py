@@ -1,13 +1,34 @@
-"""Column names and types of the raw files, the clean table and the feature marts."""
+"""Column types of the raw files, the clean table and the feature marts (their names are in
+fraudops.core.columns and fraudops.core.rawformat, re-exported here for the Spark jobs)."""
 
 from __future__ import annotations
 
 from pyspark.sql import types as T
 
+from fraudops.core.columns import (
+    CUSTOMER_FEATURES,
+    KEYS,
+    LABEL_DELAY_DAYS,
+    MODEL_FEATURES,
+    NIGHT_END_HOUR,
+    NIGHT_FLAG,
+    TERMINAL_FEATURES,
+    WEEKEND_FLAG,
+    WINDOWS_DAYS,
+    customer_avg_amount,
+    customer_nb_tx,
+    terminal_nb_tx,
+    terminal_risk,
+)
 from fraudops.core.lake import PARTITION_COLUMN
 from fraudops.core.rawformat import RAW_COLUMNS, RAW_HEADER
 
-__all__ = ["RAW_COLUMNS", "RAW_HEADER"]  # re-exported: the Spark side reads the format from here
+# Re-exported: the Spark side reads the names from here, with their types.
+__all__ = [
+    "CUSTOMER_FEATURES", "KEYS", "LABEL_DELAY_DAYS", "MODEL_FEATURES", "NIGHT_END_HOUR",
+    "NIGHT_FLAG", "RAW_COLUMNS", "RAW_HEADER", "TERMINAL_FEATURES", "WEEKEND_FLAG",
+    "WINDOWS_DAYS", "customer_avg_amount", "customer_nb_tx", "terminal_nb_tx", "terminal_risk",
+]
 
 # Raw field order and the type each is parsed into. Parsing is explicit: never inferred.
 _RAW_TYPES = (
@@ -31,31 +52,9 @@ QUARANTINE_SCHEMA = T.StructType(
     ]
 )
 
-WINDOWS_DAYS = (1, 7, 30)
-LABEL_DELAY_DAYS = 7
-WEEKEND_FLAG = "tx_during_weekend"
-NIGHT_FLAG = "tx_during_night"
-NIGHT_END_HOUR = 7  # the night is 00:00:00 to 06:59:59
-
-
-def customer_nb_tx(w: int) -> str:
-    return f"customer_id_nb_tx_{w}day_window"
-
-
-def customer_avg_amount(w: int) -> str:
-    return f"customer_id_avg_amount_{w}day_window"
-
-
-def terminal_nb_tx(w: int) -> str:
-    return f"terminal_id_nb_tx_{w}day_window"
-
-
-def terminal_risk(w: int) -> str:
-    return f"terminal_id_risk_{w}day_window"
-
-
-# The marts' feature columns, in the order they are written; the model's columns and the marts'
-# Parquet schemas (spark_jobs.features.Mart) are both built from these.
+# The marts' feature columns with their types, in the order they are written (the names'
+# order is fraudops.core.columns'; tests/spark_jobs/test_schema.py checks they agree): the
+# marts' Parquet schemas (spark_jobs.features.Mart) are built from these.
 CUSTOMER_FEATURE_FIELDS = (
     [T.StructField(f, T.IntegerType()) for f in (WEEKEND_FLAG, NIGHT_FLAG)]
     + [T.StructField(customer_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
@@ -65,11 +64,6 @@ TERMINAL_FEATURE_FIELDS = (
     [T.StructField(terminal_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]
     + [T.StructField(terminal_risk(w), T.DoubleType()) for w in WINDOWS_DAYS]
 )
-CUSTOMER_FEATURES = [f.name for f in CUSTOMER_FEATURE_FIELDS]
-TERMINAL_FEATURES = [f.name for f in TERMINAL_FEATURE_FIELDS]
-# What the model sees: the handbook's 15 features.
-MODEL_FEATURES = ["tx_amount", *CUSTOMER_FEATURES, *TERMINAL_FEATURES]
-KEYS = ["transaction_id", PARTITION_COLUMN]
 
 
 def mart_schema(key: str, feature_fields: list[T.StructField]) -> T.StructType:

@@ -11,14 +11,14 @@ from pyspark.ml.feature import SQLTransformer, VectorAssembler
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from fraudops.model.profile import PRODUCTION
-from spark_jobs.schema import (
+from fraudops.core.columns import (
     MODEL_FEATURES,
     WINDOWS_DAYS,
     customer_avg_amount,
     customer_nb_tx,
     terminal_risk,
 )
+from fraudops.model.profile import PRODUCTION
 
 LABEL = "tx_fraud"
 WEIGHT = "class_weight"
