@@ -222,8 +222,8 @@ def test_nodes_have_no_public_ip_and_the_cluster_security_group(name):
 
 def test_spark_node_group_defaults_fit_the_largest_step():
     """Spark's own overhead rules (40% for Python, at least 384 MiB) and the node's allocatable,
-    through fraudops.core.capacity; tests/k8s/test_capacity.py checks every step and quota."""
-    from fraudops.core import capacity
+    through tests.k8s.capacity; tests/k8s/test_capacity.py checks every step and quota."""
+    from tests.k8s import capacity
     from tests.k8s.test_capacity import node_room, step_applications
 
     train = capacity.spark_pods(step_applications()["train"])
