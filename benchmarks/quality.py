@@ -21,10 +21,9 @@ import os
 import statistics
 from pathlib import Path
 
+import mlflow
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-
-import mlflow
 
 from fraudops.core import config, storage
 from fraudops.core.lake import Lake, shift

@@ -32,7 +32,12 @@ from fraudops.orchestration.assets import step_outlets
 from fraudops.orchestration.operators import spark_step
 from fraudops.orchestration.settings import SCHEDULE_ENV, load_settings, run_context
 from fraudops.orchestration.timing import (
-    MISSING, WAITING, arrival_deadline, arrival_state, longest_wait, timetable,
+    MISSING,
+    WAITING,
+    arrival_deadline,
+    arrival_state,
+    longest_wait,
+    timetable,
 )
 
 SETTINGS = load_settings()

@@ -86,7 +86,6 @@ def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
          for f in files],
         _FILES_SCHEMA,
     )
-    value = F.col("value")
     lines = (
         spark.read.option("lineSep", "\n")
         .text([f.path for f in files])
@@ -172,7 +171,7 @@ class IdSpans:
     scattered_days: set[dt.date]  # days with a part whose ids may repeat within one span
     rows: Counter = field(default_factory=Counter)  # lines per day, valid or not
 
-    def without(self, days: set[dt.date]) -> "IdSpans":
+    def without(self, days: set[dt.date]) -> IdSpans:
         return IdSpans([span for span in self.spans if span[0] not in days],
                        self.scattered_days - days,
                        Counter({d: n for d, n in self.rows.items() if d not in days}))

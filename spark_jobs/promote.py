@@ -61,8 +61,8 @@ def shift_days(start: str, end: str) -> int:
     return (dt.date.fromisoformat(end) - dt.date.fromisoformat(start)).days
 
 
-def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", policy: str,
-        rules: "registry.Policy | None" = None) -> dict:
+def run(spark, lake: Lake, as_of: str, run_id: str, gates: registry.Gates, policy: str,
+        rules: registry.Policy | None = None) -> dict:
     with tracking.fail_closed(f"promoting for run {run_id}"):
         tracking.setup()
         trained = storage.read_json(lake.run_summary("train", run_id))
@@ -85,7 +85,7 @@ def run(spark, lake: Lake, as_of: str, run_id: str, gates: "registry.Gates", pol
 
 
 def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
-           gates: "registry.Gates", policy: str, rules: "registry.Policy") -> dict:
+           gates: registry.Gates, policy: str, rules: registry.Policy) -> dict:
     """Compare, record the decision on the challenger's version, then move the aliases."""
     challenger = trained["model_version"]
     champion_before = loading.alias_version(registry.CHAMPION)
@@ -149,7 +149,7 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     return summary
 
 
-def resume(lake: Lake, as_of: str, record: "registry.Record") -> dict:
+def resume(lake: Lake, as_of: str, record: registry.Record) -> dict:
     """A retry of a run that decided already: finish what it recorded, decide nothing anew."""
     log.info("run %s already decided %s for v%s (champion then %s): %s", record.pipeline_run,
              record.decision.kind, record.version, record.champion_before or "(none)",
@@ -168,7 +168,7 @@ def resume(lake: Lake, as_of: str, record: "registry.Record") -> dict:
     return summary
 
 
-def decision_tags(record: "registry.Record") -> dict:
+def decision_tags(record: registry.Record) -> dict:
     return {registry.DECISION_TAG: record.decision.kind, "fraudops.reason": record.decision.reason,
             "fraudops.champion_version": str(record.champion_after)}
 

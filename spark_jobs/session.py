@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -80,10 +81,8 @@ def import_in_background(modules: tuple[str, ...]) -> None:
 
 
 def _try_import(module: str) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the job's own import reports it
         importlib.import_module(module)
-    except Exception:  # noqa: BLE001 - the job's own import reports it
-        pass
 
 
 def get_spark(app_name: str, lake_root: str | None = None,

@@ -23,9 +23,10 @@ import copy
 import importlib.util
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -213,9 +214,9 @@ def collect(node: Any, path: str = "") -> Iterator[Ref]:
                 yield from collect(base64.b64decode(value).decode(), f"{path}.data.{key}")
         if kind == "ServiceAccount" and "metadata" not in node and "name" in node:  # a subject
             yield Ref("service_account", node["name"], f"{path}.name")
-        if isinstance(node.get("name"), str) and isinstance(node.get("value"), str):  # env var
-            if category := ENV_CATEGORIES.get(node["name"]):
-                yield from _leaf(category, node["value"], f"{path}[{node['name']}]")
+        if isinstance(node.get("name"), str) and isinstance(node.get("value"), str) \
+                and (category := ENV_CATEGORIES.get(node["name"])):  # an env var
+            yield from _leaf(category, node["value"], f"{path}[{node['name']}]")
         for key, value in node.items():
             here = f"{path}.{key}" if path else str(key)
             yield from _keyed(str(key), value, here)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 
 import mlflow
 import sqlalchemy
@@ -32,7 +33,7 @@ def test_mlflow_server_keeps_runs_in_postgres_and_artifacts_in_s3(
 
     assert [a.path for a in client.list_artifacts(run.info.run_id, "notes")] == ["notes/hello.txt"]
     back = client.download_artifacts(run.info.run_id, "notes/hello.txt", str(tmp_path / "back"))
-    assert open(back).read() == "through the proxy\n"
+    assert Path(back).read_text() == "through the proxy\n"
 
     key = f"{servers.ARTIFACTS_PREFIX}/{experiment_id}/{run.info.run_id}/artifacts/notes/hello.txt"
     s3 = servers.s3_client(s3_server)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
+
 import pytest
 import yaml
 
@@ -41,7 +42,8 @@ def step_texts(workflow: dict):
             texts += [str(value) for value in (step.get("with") or {}).values()]
         for combo in combos or [{}]:
             for text in texts:
-                yield job_name, _MATRIX.sub(lambda m: str(combo.get(m.group(1), m.group(0))), text)
+                yield job_name, _MATRIX.sub(
+                    lambda m, combo=combo: str(combo.get(m.group(1), m.group(0))), text)
 
 
 def named_paths(text: str) -> set[str]:

@@ -38,7 +38,7 @@ class Lake:
     root: str
 
     @classmethod
-    def from_env(cls, root: str | None = None) -> "Lake":
+    def from_env(cls, root: str | None = None) -> Lake:
         return cls((root or config.default_lake_root()).rstrip("/"))
 
     def path(self, *parts: str) -> str:

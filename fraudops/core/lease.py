@@ -52,7 +52,7 @@ DEFAULT_TTL = 300.0  # renewed every third of it while the run lives
 DEFAULT_WAIT = 3600.0
 POLL_SECONDS = 1.0
 
-_HELD: dict[str, "Lease"] = {}  # lake root -> the lease this process holds on it
+_HELD: dict[str, Lease] = {}  # lake root -> the lease this process holds on it
 _UNSEEN = object()
 
 
@@ -205,11 +205,11 @@ class Lease:
             del _HELD[self.lake.root]
         if self.lost or self._version is None:
             return
-        try:  # released, not deleted: the next holder's generation follows this one's
+        # Released, not deleted: the next holder's generation follows this one's. A conflict:
+        # taken over meanwhile, that lease is another run's.
+        with contextlib.suppress(storage.VersionConflict):
             storage.write_if(self.path, self._encode(self.record(released=True, expires_at=0)),
                              self._version)
-        except storage.VersionConflict:
-            pass  # taken over meanwhile: that lease is another run's
 
 
 def holding(lake: Lake) -> Lease | None:

@@ -7,6 +7,7 @@ Spark and the Airflow images have, so both sides read the lake the same way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -273,10 +274,8 @@ def _boto3():
 
 def delete_file(path: str) -> None:
     filesystem, base, _ = _resolve(path)
-    try:
+    with contextlib.suppress(FileNotFoundError):
         filesystem.delete_file(base)
-    except FileNotFoundError:
-        pass
 
 
 def read_json(path: str, default: Any = None) -> Any:

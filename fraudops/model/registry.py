@@ -44,8 +44,11 @@ class Policy:
     max_champion_age_days: int = 28  # the champion's data this much older: not worse suffices
 
     @classmethod
-    def from_profile(cls, profile) -> "Policy":
+    def from_profile(cls, profile) -> Policy:
         return cls(**profile.promotion)
+
+
+DEFAULT_POLICY = Policy()
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def gate_failures(metrics: dict, gates: Gates) -> list[str]:
 
 
 def decide(challenger: dict, champion: dict | None, interval, gates: Gates,
-           policy: str = "ci", rules: Policy = Policy(),
+           policy: str = "ci", rules: Policy = DEFAULT_POLICY,
            champion_age_days: int | None = None) -> Decision:
     """Promote when the gates pass and, with a champion in place, the policy holds.
 
@@ -211,7 +214,7 @@ class Record:
         return json.dumps({**asdict(self), "decision": asdict(self.decision)})
 
     @classmethod
-    def from_json(cls, text: str) -> "Record":
+    def from_json(cls, text: str) -> Record:
         raw = json.loads(text)
         return cls(**{**raw, "decision": Decision(**raw["decision"])})
 

@@ -7,6 +7,7 @@ group so that killing the task also stops the JVM the job started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,7 +83,5 @@ class StepProcess:
         """Stop the child and everything it started (the Spark JVM), if it is still running."""
         process = self._process
         if process is not None and process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass

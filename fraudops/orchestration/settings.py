@@ -12,7 +12,7 @@ import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +150,7 @@ def _start_date(value: str) -> datetime:
         day = datetime.strptime(value.strip(), "%Y-%m-%d")
     except ValueError as error:
         raise ValueError(f"{START_DATE_ENV}={value!r}: expected YYYY-MM-DD") from error
-    return day.replace(tzinfo=timezone.utc)
+    return day.replace(tzinfo=UTC)
 
 
 def _arrival_deadline(value: str) -> timedelta:

@@ -7,11 +7,16 @@ import json
 import multiprocessing
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from fraudops.core import lease, storage
 from fraudops.core.lake import Lake
+
+
+def _lease(lake: Lake) -> dict:
+    return json.loads(Path(lake.lease).read_text())
 
 
 def _released(lake: Lake) -> bool:
@@ -20,12 +25,11 @@ def _released(lake: Lake) -> bool:
 
 
 def _hold_and_count(root: str, run_id: str, log_path: str) -> None:
-    with lease.held(Lake(root), "clean", run_id, wait=60):
-        with open(log_path, "a") as log:
-            log.write(f"in {run_id}\n")
-            log.flush()
-            time.sleep(0.3)
-            log.write(f"out {run_id}\n")
+    with lease.held(Lake(root), "clean", run_id, wait=60), open(log_path, "a") as log:
+        log.write(f"in {run_id}\n")
+        log.flush()
+        time.sleep(0.3)
+        log.write(f"out {run_id}\n")
 
 
 def test_two_processes_never_hold_the_lease_at_once(tmp_path):
@@ -39,13 +43,13 @@ def test_two_processes_never_hold_the_lease_at_once(tmp_path):
     for worker in workers:
         worker.join(60)
         assert worker.exitcode == 0
-    lines = open(log_path).read().split()
+    lines = Path(log_path).read_text().split()
     events = list(zip(lines[::2], lines[1::2]))
     assert len(events) == 6
     for enter, leave in zip(events[::2], events[1::2]):  # in/out pairs of one run each
         assert enter[0] == "in" and leave == ("out", enter[1])
     assert _released(lake)
-    assert json.load(open(lake.lease))["generation"] == 3  # one per holder
+    assert _lease(lake)["generation"] == 3  # one per holder
 
 
 def _write_lease(lake: Lake, **record) -> None:
@@ -58,9 +62,9 @@ def _write_lease(lake: Lake, **record) -> None:
 def test_a_live_holder_makes_the_second_writer_fail_naming_it(tmp_path):
     lake = Lake(str(tmp_path))
     _write_lease(lake)
-    with pytest.raises(lease.LeaseBusy, match="features of run old"):
-        with lease.held(lake, "clean", "new", wait=0.5):
-            pass
+    with pytest.raises(lease.LeaseBusy, match="features of run old"), \
+            lease.held(lake, "clean", "new", wait=0.5):
+        pass
 
 
 @pytest.mark.parametrize("record", [
@@ -79,7 +83,7 @@ def test_a_stale_lease_from_a_dead_run_is_taken_over(tmp_path, record):
     lake = Lake(str(tmp_path))
     _write_lease(lake, **record)
     with lease.held(lake, "clean", "new", wait=0.5) as held:
-        assert json.load(open(lake.lease))["run_id"] == "new"
+        assert _lease(lake)["run_id"] == "new"
         held.check()
     assert _released(lake)
 
@@ -87,13 +91,13 @@ def test_a_stale_lease_from_a_dead_run_is_taken_over(tmp_path, record):
 def test_a_holder_renews_its_lease_and_notices_losing_it(tmp_path):
     lake = Lake(str(tmp_path))
     with lease.held(lake, "clean", "r1", ttl=0.6) as held:
-        first = json.load(open(lake.lease))["expires_at"]
+        first = _lease(lake)["expires_at"]
         time.sleep(0.5)
-        assert json.load(open(lake.lease))["expires_at"] > first  # renewed
+        assert _lease(lake)["expires_at"] > first  # renewed
         _write_lease(lake)  # taken over by another run
         with pytest.raises(lease.LeaseLost):
             held.check()
-    assert json.load(open(lake.lease))["run_id"] == "old"  # the other run's lease is left alone
+    assert _lease(lake)["run_id"] == "old"  # the other run's lease is left alone
 
 
 def test_on_s3_the_lease_is_a_conditional_create(s3_server, monkeypatch):
@@ -181,4 +185,4 @@ def test_of_two_runs_taking_over_a_stale_lease_one_wins(tmp_path):
     storage.write_if(lake.lease, b'{"run_id": "first", "expires_at": 1e12}', version)
     with pytest.raises(storage.VersionConflict):  # the second one read the same stale lease
         storage.write_if(lake.lease, b'{"run_id": "second", "expires_at": 1e12}', version)
-    assert json.load(open(lake.lease))["run_id"] == "first"
+    assert _lease(lake)["run_id"] == "first"

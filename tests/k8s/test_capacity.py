@@ -8,12 +8,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.k8s import capacity
-from tests.k8s.capacity import Resources
 from fraudops.core.platform import platform
 from fraudops.core.steps import STEPS, RunContext
 from fraudops.orchestration.settings import load_settings
 from fraudops.orchestration.spark_application import build_spark_application
+from tests.k8s import capacity
+from tests.k8s.capacity import Resources
 from tests.k8s.manifests import (
     MLFLOW_CHART,
     OVERLAYS,

@@ -17,6 +17,7 @@ from fraudops.orchestration.settings import load_settings
 from tests import checkov
 from tests.k8s import capacity
 from tests.k8s.manifests import K8S, kustomize_text
+
 pytestmark = checkov.requires_checkov
 TARGET = "spark-pods"
 NAMES = platform()

@@ -9,7 +9,15 @@ import ipaddress
 import pytest
 
 from fraudops.core.platform import platform
-from tests.k8s.manifests import K8S, OVERLAYS, MLFLOW_CHART, by_kind, kustomize, objects, render_chart
+from tests.k8s.manifests import (
+    K8S,
+    MLFLOW_CHART,
+    OVERLAYS,
+    by_kind,
+    kustomize,
+    objects,
+    render_chart,
+)
 from tests.terraform import hcl
 
 NAMES = platform()

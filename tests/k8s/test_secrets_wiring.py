@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fraudops.orchestration import spark_application as sa
 from fraudops.core.platform import platform
+from fraudops.orchestration import spark_application as sa
 from tests.k8s.manifests import CHARTS, K8S, MLFLOW_CHART, OVERLAYS, by_kind, kustomize, one
 from tests.terraform.test_least_privilege import OWNS, SECRET_OF
 

@@ -47,4 +47,4 @@ def test_top_k_and_the_psi_alert_level_come_from_the_profile():
         == f"card_precision_at_{PRODUCTION.top_k}"
     from fraudops.model import drift
 
-    assert drift.PSI_ALERT == PRODUCTION.psi_alert
+    assert PRODUCTION.psi_alert == drift.PSI_ALERT

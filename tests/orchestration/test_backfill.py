@@ -19,7 +19,7 @@ from airflow.serialization.serialized_objects import SerializedDAG
 from fraudops.core.platform import platform
 from tests.orchestration.conftest import load_dag
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 FROM, TO = dt.datetime(2018, 5, 1, tzinfo=UTC), dt.datetime(2018, 5, 4, tzinfo=UTC)
 
 

@@ -13,11 +13,10 @@ import pytest
 
 from fraudops.core import storage
 from fraudops.core.lake import Lake
-from fraudops.core.steps import safe_id
-from fraudops.core.steps import STEPS, RunContext
+from fraudops.core.steps import STEPS, RunContext, safe_id
 from fraudops.orchestration.arrivals import clean_summary, new_raw_files
-from fraudops.orchestration.timing import ARRIVED, MISSING
 from fraudops.orchestration.local_airflow import airflow_settings, local_airflow_env
+from fraudops.orchestration.timing import ARRIVED, MISSING
 from tests.paths import REPO
 
 SKIP_PATH = {

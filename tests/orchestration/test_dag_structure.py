@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -109,7 +109,7 @@ def test_dag_settings(local_dag):
     assert local_dag.dag_id == platform()["airflow"]["dag_id"]
     assert local_dag.max_active_runs == 1
     assert local_dag.catchup is False
-    assert local_dag.start_date == datetime(2018, 4, 1, tzinfo=timezone.utc)
+    assert local_dag.start_date == datetime(2018, 4, 1, tzinfo=UTC)
     # Data intervals: the run for a day starts when the day ends (test_timing.py).
     assert local_dag.timetable == CronDataIntervalTimetable("@daily", "UTC")
 
@@ -120,7 +120,7 @@ def test_schedule_and_start_date_come_from_the_environment(monkeypatch):
 
     dag, _ = load_dag(monkeypatch, FRAUDOPS_SCHEDULE="0 3 * * *", FRAUDOPS_START_DATE="2018-05-01")
     assert dag.timetable == CronDataIntervalTimetable("0 3 * * *", "UTC")
-    assert dag.start_date == datetime(2018, 5, 1, tzinfo=timezone.utc)
+    assert dag.start_date == datetime(2018, 5, 1, tzinfo=UTC)
     manual, _ = load_dag(monkeypatch, FRAUDOPS_SCHEDULE="none")
     assert isinstance(manual.timetable, NullTimetable)
 

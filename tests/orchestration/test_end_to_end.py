@@ -12,12 +12,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from fraudops.core import config, storage
+from fraudops.core import config, scored, storage
 from fraudops.core.lake import Lake
 from fraudops.core.platform import platform
-from fraudops.orchestration import demo
-from fraudops.core import scored
 from fraudops.model.splits import first_full_day
+from fraudops.orchestration import demo
 from spark_jobs.datasets import clean_days, day_range
 from spark_jobs.features import LOOKBACK_DAYS
 

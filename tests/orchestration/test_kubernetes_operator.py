@@ -297,7 +297,7 @@ def test_the_task_log_names_the_history_page_read_before_the_deletion(kubernetes
     (line,) = [line for line in lines if "Spark History Server" in line]
     assert url in line and "make port-forward-spark-history" in line
     # ... and before the provider's own "Deleting spark job" line.
-    assert lines.index(line) < next(i for i, l in enumerate(lines) if l.startswith("Deleting"))
+    assert lines.index(line) < next(i for i, other in enumerate(lines) if other.startswith("Deleting"))
 
 
 def test_without_a_status_id_the_driver_label_names_the_page(kubernetes_dag):

@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import UTC
 from types import SimpleNamespace
 
 import pytest
@@ -164,10 +165,10 @@ def test_local_operator_runs_the_step_and_fails_with_it(fake_step_module, monkey
 
 
 def test_run_context_without_a_logical_date_uses_the_last_day_ended_when_due(tmp_path):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     settings = load_settings()
-    due = SimpleNamespace(run_after=datetime(2018, 4, 9, 1, 30, tzinfo=timezone.utc))
+    due = SimpleNamespace(run_after=datetime(2018, 4, 9, 1, 30, tzinfo=UTC))
     ctx = run_context({"run_id": "manual__x", "dag_run": due}, settings)
     assert ctx == RunContext("2018-04-08", "manual__x", settings.lake_root)
 

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,8 +22,8 @@ import pytest
 from fraudops.core import faults, lease, rawfiles, storage
 from fraudops.core.lake import Lake
 from spark_jobs import clean
-from tests.spark_jobs.rawlines import row, write_raw
 from tests.paths import REPO
+from tests.spark_jobs.rawlines import row, write_raw
 from tests.spark_jobs.test_kills import _killed
 
 D1, D2, D3 = "2018-04-01", "2018-04-02", "2018-04-03"
@@ -195,7 +196,7 @@ def test_a_run_killed_after_publishing_a_changed_day_then_the_file_restored(spar
     write_raw(lake, D1, [row(1, _at(D1, 9)), row(2, _at(D1, 10))])
     write_raw(lake, D2, [row(3, _at(D2, 9))])
     clean.run(lake, None, "r1", spark)
-    original = open(lake.raw_file(D1), "rb").read()
+    original = Path(lake.raw_file(D1)).read_bytes()
     write_raw(lake, D1, [row(1, _at(D1, 9), amount="55.00", fraud=1, scenario=2),
                          row(2, _at(D1, 10), amount="77.00")])
 

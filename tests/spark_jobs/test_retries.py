@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from fraudops.core import pending, storage
 from fraudops.core.lake import Lake, shift
-from fraudops.simulator.generate import generate_lake
 from fraudops.model.splits import Period
+from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, score, train
 from spark_jobs.datasets import clean_days
 from tests.spark_jobs.rawlines import row, write_raw
@@ -103,7 +104,7 @@ def test_a_failed_features_run_leaves_its_days_to_the_next_run(spark, tmp_path, 
 
     changed_day = days[10]
     path = lake.raw_file(changed_day)
-    lines = open(path).read().splitlines(keepends=True)
+    lines = Path(path).read_text().splitlines(keepends=True)
     with open(path, "w") as handle:  # delivered again, corrected: its last rows dropped
         handle.writelines(lines[:-5])
     second = clean.run(lake, days[45], "c2", spark)

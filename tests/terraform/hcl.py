@@ -4,9 +4,10 @@ fraudops/core/platform.yaml, so tests can compare the names Terraform will use w
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Iterator
+from typing import Any
 
 import hcl2
 
