@@ -189,6 +189,16 @@ def test_the_circle_check_finds_a_circle():
     assert circles({"a": {"b"}, "b": set()}) == []
 
 
+def test_the_report_step_needs_no_spark():
+    """report reads MLflow and the score ledger only: nothing it imports imports PySpark, so its
+    driver never starts a SparkContext and never asks for an executor (the SparkApplication CRD
+    still declares one: its instances are at least 1)."""
+    needed = closure(["spark_jobs.report"], KNOWN)
+    offenders = {m for m in needed
+                 if any(n == "pyspark" or n.startswith("pyspark.") for n in KNOWN[m])}
+    assert offenders == set()
+
+
 def test_core_and_orchestration_import_without_pyspark():
     """Every module of the Airflow side and the core, in a fresh interpreter where any import
     of pyspark fails, as in the Airflow image."""
