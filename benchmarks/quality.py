@@ -31,7 +31,7 @@ from fraudops.model import evaluation, families, tracking
 from fraudops.model.profile import PRODUCTION
 from fraudops.model.splits import Period, Split
 from fraudops.simulator import generate
-from spark_jobs import clean, features, train
+from spark_jobs import clean, features, marts, train
 from spark_jobs.datasets import clean_days
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     test_folds = folds(shift(START_TRAINING, (FOLDS - 1) * DELTA))
     first = min(f.train.start for f in validation_folds)
     last = max(f.test.end for f in test_folds)
-    data = features.labeled_features(spark, lake, first, last).persist()
+    data = marts.labeled_features(spark, lake, first, last).persist()
 
     cfg = train.TrainConfig(grid=args.grid)
     os.environ.setdefault(config.HOME_ENV, str(args.workdir.resolve()))  # its MLflow store

@@ -73,7 +73,7 @@ def write_days(df: DataFrame | None, path: str, days: list[str], present: set[st
     the S3A committers do not support dynamic overwrite: the days are deleted first and the job
     appends, its files made visible together at job commit (see config.S3A_COMMITTER_SETTINGS).
     A crash in between leaves those days missing, which readers refuse
-    (features.check_complete) and the re-run of the step writes again.
+    (marts.check_complete) and the re-run of the step writes again.
     """
     on_s3 = storage.is_object_store(path)
     for day in sorted(set(days) if on_s3 else set(days) - present):

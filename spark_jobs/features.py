@@ -30,7 +30,7 @@ import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -41,54 +41,35 @@ from fraudops.core import cli, faults, lease, scored, storage
 from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, Lake, shift
 from fraudops.core.rawformat import DAY_SECONDS
-from spark_jobs import schema
+from spark_jobs import marts, schema
 from spark_jobs.datasets import (
     clean_days,
-    day_range,
     read_clean,
-    read_days,
     read_partitions,
     write_days,
 )
+from spark_jobs.marts import LOOKBACK_DAYS, MartLayout, days_to_recompute
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
-    CUSTOMER_FEATURE_FIELDS,
-    KEYS,
     LABEL_DELAY_DAYS,
-    TERMINAL_FEATURE_FIELDS,
     WINDOWS_DAYS,
 )
 
 log = logging.getLogger(__name__)
 
-LOOKBACK_DAYS = max(WINDOWS_DAYS) + LABEL_DELAY_DAYS  # the furthest back any feature looks
 FULL_WINDOWS = [w for w in WINDOWS_DAYS if w > 1]  # windows that cover whole days
 FULL_DAYS = max(WINDOWS_DAYS) - 1  # the most whole days one set of sums covers
 
 
 @dataclass(frozen=True)
-class Mart:
-    """Per transaction: count and one summed value of its key's rows over each window."""
+class Mart(MartLayout):
+    """Per transaction: count and one summed value of its key's rows over each window (where
+    the mart is and its columns: the MartLayout of spark_jobs.marts it is built from)."""
 
-    name: str
-    key: str
     delay_days: int  # the windows end this many days before the transaction
     value: Callable[[], Column]  # an exact integer, so running sums never drift
     features: Callable[[int, Column, Column], list[Column]]  # (days, count, sum) -> columns
     flags: Callable[[], list[Column]]
-    feature_fields: list[T.StructField]  # the columns the model reads, in their order
-
-    @property
-    def feature_names(self) -> list[str]:
-        return [f.name for f in self.feature_fields]
-
-    @property
-    def schema(self) -> T.StructType:
-        """The mart's Parquet columns: keys and event time, then the features."""
-        return schema.mart_schema(self.key, self.feature_fields)
-
-    def path(self, lake: Lake) -> str:
-        return getattr(lake, f"{self.name}_features")
 
     def sums_day(self, day: str) -> str:
         """The last full day in the windows of ``day``'s transactions."""
@@ -125,12 +106,16 @@ def _customer_flags() -> list[Column]:
             .alias(schema.NIGHT_FLAG)]
 
 
-CUSTOMER = Mart("customer", "customer_id", 0,
-                lambda: F.round(F.col("tx_amount") * 100).cast("long"),  # amounts are cents
-                _customer_features, _customer_flags, CUSTOMER_FEATURE_FIELDS)
-TERMINAL = Mart("terminal", "terminal_id", LABEL_DELAY_DAYS,
-                lambda: F.col("tx_fraud").cast("long"), _terminal_features, lambda: [],
-                TERMINAL_FEATURE_FIELDS)
+def _layout(mart: MartLayout) -> dict:
+    return {field.name: getattr(mart, field.name) for field in fields(MartLayout)}
+
+
+CUSTOMER = Mart(**_layout(marts.CUSTOMER), delay_days=0,
+                value=lambda: F.round(F.col("tx_amount") * 100).cast("long"),  # cents
+                features=_customer_features, flags=_customer_flags)
+TERMINAL = Mart(**_layout(marts.TERMINAL), delay_days=LABEL_DELAY_DAYS,
+                value=lambda: F.col("tx_fraud").cast("long"), features=_terminal_features,
+                flags=lambda: [])
 MARTS = (CUSTOMER, TERMINAL)
 
 Weights = Callable[[int], tuple[Column, Column]]
@@ -337,14 +322,6 @@ def can_step_daily(lake: Lake, days: list[str], available: list[str]) -> bool:
     return all(shift(m.sums_day(days[0]), -1) in current_sums(lake, m) for m in MARTS)
 
 
-def days_to_recompute(changed: list[str], available: list[str]) -> list[str]:
-    """The changed days and every available day whose windows reach back into one of them."""
-    if not changed:
-        return []
-    reach = {d for c in changed for d in day_range(c, shift(c, LOOKBACK_DAYS))}
-    return sorted(d for d in available if d in reach)
-
-
 def each_mart(build: Callable[[Mart], None]) -> None:
     """Build both marts at once, each from its own driver thread.
 
@@ -415,47 +392,6 @@ def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
                       mart.sums_day(end), keep=[])
     each_mart(build)
     return summary
-
-
-class IncompleteFeatures(RuntimeError):
-    """The marts do not hold every clean row of a day (a missing or half-written file, or a
-    day whose marts a failed features run left to rebuild)."""
-
-
-def labeled_features(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
-    """Clean transactions of [start, end] joined with both marts on (transaction_id, tx_date).
-
-    Refuses, naming the day, unless the join holds every row clean_days.json promises for each
-    day: an inner join would otherwise drop the rows a mart lacks without a word.
-    """
-    joined = read_clean(spark, lake, start, end)
-    for mart in MARTS:
-        joined = joined.join(read_days(spark, lake, mart.path(lake), start, end, mart.schema)
-                             .select(*KEYS, *mart.feature_names), KEYS)
-    check_complete(lake, joined, start, end)
-    return joined
-
-
-def check_complete(lake: Lake, joined: DataFrame, start: str, end: str) -> None:
-    """Rows per day of ``joined`` (keys only: one small aggregation, no feature columns read)
-    against the rows clean wrote; and no pending day whose windows reach into [start, end]."""
-    stats = storage.read_json(lake.clean_days, default={}) or {}
-    owed = pending_work.features_days(lake)
-    stale = [d for d in days_to_recompute(owed, sorted(stats)) if start <= d <= end]
-    if stale:
-        raise IncompleteFeatures(
-            f"the marts of {cli.span(stale)} are not rebuilt yet after clean changed "
-            f"{cli.span(owed)} (pending in {lake.features_pending}): run spark_jobs.features")
-    promised = {d: s["rows"] for d, s in stats.items() if start <= d <= end}
-    counts = joined.select(PARTITION_COLUMN).groupBy(PARTITION_COLUMN).count().collect()
-    got = {row[0].isoformat(): row[1] for row in counts}
-    short = {d: (got.get(d, 0), n) for d, n in sorted(promised.items()) if got.get(d, 0) != n}
-    if short:
-        detail = ", ".join(f"{d}: {have} of {want} rows" for d, (have, want) in short.items())
-        raise IncompleteFeatures(
-            f"clean and the feature marts disagree on {len(short)} day(s) ({detail}): a mart "
-            f"file is missing or half-written; rebuild with spark_jobs.features --dates "
-            f"{','.join(short)}")
 
 
 def changed_days_of(lake: Lake, clean_run_id: str) -> list[str]:

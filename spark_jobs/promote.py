@@ -29,7 +29,7 @@ from fraudops.core import cli, laps, storage
 from fraudops.core.lake import Lake
 from fraudops.model import evaluation, families, loading, metrics, registry, tracking
 from fraudops.model.profile import PRODUCTION
-from spark_jobs.features import labeled_features
+from spark_jobs.marts import labeled_features
 
 log = logging.getLogger(__name__)
 

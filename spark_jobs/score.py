@@ -32,7 +32,7 @@ from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.model import drift, families, loading, registry, tracking
 from fraudops.model.splits import Period, first_full_day, warmed_up
 from spark_jobs.datasets import clean_days, write_days
-from spark_jobs.features import LOOKBACK_DAYS, labeled_features
+from spark_jobs.marts import LOOKBACK_DAYS, labeled_features
 from spark_jobs.schema import KEYS, WEEKEND_FLAG
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from fraudops.model.splits import (
     warmed_up,
 )
 from spark_jobs.datasets import clean_days
-from spark_jobs.features import LOOKBACK_DAYS, labeled_features
+from spark_jobs.marts import LOOKBACK_DAYS, labeled_features
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from fraudops.core.platform import platform
 from fraudops.model.splits import first_full_day
 from fraudops.orchestration import demo
 from spark_jobs.datasets import clean_days, day_range
-from spark_jobs.features import LOOKBACK_DAYS
+from spark_jobs.marts import LOOKBACK_DAYS
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ from fraudops.simulator.generate import generate_lake
 from fraudops.simulator.handbook import WorldChange
 from spark_jobs import clean, features, score
 from spark_jobs.datasets import clean_days
-from spark_jobs.features import labeled_features
+from spark_jobs.marts import labeled_features
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ from fraudops.core import pending, storage
 from fraudops.core.lake import Lake, shift
 from fraudops.model.splits import Period
 from fraudops.simulator.generate import generate_lake
-from spark_jobs import clean, features, promote, score, train
+from spark_jobs import clean, features, marts, promote, score, train
 from spark_jobs.datasets import clean_days
 from tests.spark_jobs.rawlines import row, write_raw
 
@@ -135,7 +135,7 @@ def test_readers_refuse_marts_that_miss_rows_of_a_day(spark, tmp_path):
     generate_lake(lake, days[0], len(days), customers=40, terminals=80, seed=6)
     features.run(spark, lake, clean.run(lake, None, "c1", spark)["changed_dates"])
     rows = storage.read_json(lake.clean_days)
-    assert features.labeled_features(spark, lake, days[0], days[-1]).count() == sum(
+    assert marts.labeled_features(spark, lake, days[0], days[-1]).count() == sum(
         stats["rows"] for stats in rows.values())
 
     day = days[3]
@@ -145,13 +145,13 @@ def test_readers_refuse_marts_that_miss_rows_of_a_day(spark, tmp_path):
             os.remove(os.path.join(folder, name))  # a lost or never-committed file
     for reader in (promote.labeled_features, score.labeled_features,
                    lambda s, lk, a, b: train.window_data(s, lk, Period(a, b))):
-        with pytest.raises(features.IncompleteFeatures, match=day):
+        with pytest.raises(marts.IncompleteFeatures, match=day):
             reader(spark, lake, days[0], days[-1])
-    features.labeled_features(spark, lake, days[4], days[5])  # other days still read
+    marts.labeled_features(spark, lake, days[4], days[5])  # other days still read
 
     pending.add_features_days(lake, [days[1]])  # owed by a features run that failed
-    with pytest.raises(features.IncompleteFeatures, match=days[1]):
-        features.labeled_features(spark, lake, days[4], days[5])
+    with pytest.raises(marts.IncompleteFeatures, match=days[1]):
+        marts.labeled_features(spark, lake, days[4], days[5])
 
 
 def test_two_cleaning_runs_at_once_both_land_in_the_state(spark, lake, monkeypatch):
