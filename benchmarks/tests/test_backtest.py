@@ -131,7 +131,7 @@ def test_the_poke_interval_is_the_dags():
     (value,) = [node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                 and any(getattr(t, "id", None) == "ARRIVAL_POKE_INTERVAL" for t in node.targets)]
     assert ast.unparse(value) == "timedelta(minutes=10)"
-    assert bt.POKE_INTERVAL == dt.timedelta(minutes=10)
+    assert dt.timedelta(minutes=10) == bt.POKE_INTERVAL
 
 
 def test_day_rows_keep_who_scored_each_day_with_which_version_and_the_plot_draws(
