@@ -40,7 +40,6 @@ MARKERS_OF_TESTS = {
     "tests/orchestration/test_end_to_end.py": {"loop"},
     "tests/orchestration/test_spark_submit.py": {"loop"},
     "benchmarks/tests/test_quality.py": {"loop"},
-    "benchmarks/tests/test_backtest.py::test_day_rows_keep": {"loop"},
     # A Spark step or a SparkSession in a subprocess.
     "tests/spark_jobs/test_spark_session.py::test_spark_submit_keeps": {"spark"},
     "tests/spark_jobs/test_spark_session.py::test_a_step_the_local_launcher": {"spark"},
