@@ -59,6 +59,12 @@ def submit(app: dict, tmp_path: Path, main_file: Path | None = None,
     assert spec["mainApplicationFile"].startswith(IMAGE_ROOT)
     main_file = main_file or str(REPO) + spec["mainApplicationFile"][len(IMAGE_ROOT):]
     conf = {**spec.get("sparkConf", {}), **allocation_conf(spec)}
+    if conf.get("spark.eventLog.dir", "").startswith("s3a://"):
+        # The event log goes to the lake bucket on a cluster; here to a local folder (Spark
+        # stops at start when the folder does not exist), with the template's other settings.
+        events = tmp_path / "spark-events"
+        events.mkdir(exist_ok=True)
+        conf["spark.eventLog.dir"] = events.as_uri()
     confs = [arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")]
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            "PYTHONPATH": str(REPO), "FRAUDOPS_HOME": str(tmp_path)}
@@ -82,6 +88,8 @@ def test_clean_and_features_run_as_their_sparkapplications_say(tmp_path, monkeyp
         assert result.returncode == 0, f"{name}:\n{result.stderr[-4000:]}"
     summary = storage.read_json(lake.run_summary("clean", safe_id(RUN_ID)))
     assert summary["has_new_rows"] and len(summary["changed_dates"]) == DAYS
+    # Each step left its event log, as the Spark History Server reads them (rolling folders).
+    assert len(list((tmp_path / "spark-events").glob("eventlog_v2_*"))) == 2
     for mart in (lake.customer_features, lake.terminal_features):
         assert storage.list_files(lake.partition(mart, ds), ".parquet"), mart
 
