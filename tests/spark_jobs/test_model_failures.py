@@ -289,10 +289,10 @@ def test_a_promote_that_died_after_moving_the_aliases_finishes_without_moving_th
     champion = aliases(client)[CHAMPION]
     real_decide, real_write = registry.decide, storage.write_json
 
-    def decide(challenger_metrics, champion_metrics, interval, gates, policy="ci"):
+    def decide(challenger_metrics, champion_metrics, interval, gates, *args):
         """As if the challenger were better than the champion; the real rule without one."""
         if champion_metrics is None:
-            return real_decide(challenger_metrics, champion_metrics, interval, gates, policy)
+            return real_decide(challenger_metrics, champion_metrics, interval, gates, *args)
         return registry.Decision(True, "promoted", "better than the champion (test)")
 
     def dies_before_the_summary(path, value):

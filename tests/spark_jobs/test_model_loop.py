@@ -184,8 +184,8 @@ def test_report_draws_the_history(small_lake, trained, store, tmp_path):
     out = report.run(small_lake, _per_store("report-1", store), tmp_path / "report")
     page = (tmp_path / "report" / "index.html").read_text()
     assert out["report"].endswith("index.html")
-    # The latest decision of each day is shown: the strict-gates re-run of AS_OF above.
-    assert "rejected_gates" in page and "metrics.png" in page and "volumes.png" in page
+    # The latest decision of each day is shown: the older challenger's run of AS_OF above.
+    assert "rejected_older" in page and "metrics.png" in page and "volumes.png" in page
     assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
 
 
