@@ -175,15 +175,6 @@ def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
     return None if version is None else str(version)
 
 
-def apply_decision(client: MlflowClient, name: str, version: str, decision: Decision,
-                   run_id: str | None = None) -> None:
-    """Move the aliases when promoting, and record the decision on the version and the run
-    (``run_id``: the MLflow run). promote goes through record_decision and apply_record
-    instead, so that a retry of the same pipeline run finds what it decided."""
-    champion = alias_version(client, name, CHAMPION)
-    apply_record(client, name, Record(None, str(version), decision, champion, run_id))
-
-
 # One promotion per pipeline run id --------------------------------------------------------------
 #
 # promote writes its decision on the challenger's version, under a tag named after the pipeline
@@ -199,7 +190,7 @@ def _record_tag(pipeline_run: str) -> str:
 class Record:
     """What one pipeline run decided for one version, and what @champion was when it did."""
 
-    pipeline_run: str | None  # None: not recorded under a run id (apply_decision)
+    pipeline_run: str | None  # None: not recorded under a pipeline run id
     version: str
     decision: Decision
     champion_before: str | None  # @champion when the decision was made (None: unset)

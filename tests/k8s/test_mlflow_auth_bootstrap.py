@@ -3,8 +3,8 @@ against a real ``mlflow server --app-name basic-auth`` on PostgreSQL (tests/serv
 basic_auth.ini as Terraform writes it (platform.yaml's admin and default permission).
 
 Then the Spark steps' account does what the steps do, through the platform's own code
-(tracking.setup, start_step_run, registry.apply_decision and alias_version): log a run and an
-artifact, log and register a model version, move and read @champion. And it cannot do what the
+(tracking.setup, start_step_run, registry.record_decision, apply_record, alias_version): log a
+run and an artifact, log and register a model version, move and read @champion. And it cannot do what the
 steps never need: create users, change grants, delete the experiment or the model, read an
 experiment nobody granted it. A second run of the Job changes nothing and rotates a password.
 
@@ -207,8 +207,9 @@ def test_spark_account_logs_registers_and_moves_champion(bootstrapped, as_user):
     version = mlflow.register_model(logged.model_uri, tracking.MODEL_NAME).version
     client = MlflowClient(bootstrapped.url)
     decision = registry.Decision(True, "first_champion", "test: the gates pass")
-    registry.apply_decision(client, tracking.MODEL_NAME, str(version), decision,
-                            run.info.run_id)
+    record = registry.record_decision(client, tracking.MODEL_NAME, str(version), decision,
+                                      "manual__auth-test", None, run.info.run_id)
+    registry.apply_record(client, tracking.MODEL_NAME, record)
     assert registry.alias_version(client, tracking.MODEL_NAME, registry.CHAMPION) == str(version)
     assert client.get_model_version_by_alias(
         tracking.MODEL_NAME, registry.CHAMPION).version == str(version)

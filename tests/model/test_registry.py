@@ -139,6 +139,16 @@ def test_policy_errors():
 
 # The registry: a local SQLite store and the MLflow server ---------------------------------------
 
+
+def apply_decision(client, name: str, version: str, decision: registry.Decision,
+                   run_id: str | None = None) -> None:
+    """A decision carried out outside a pipeline run: the aliases move from @champion as it is
+    now (promote records first under its run id: record_decision, then apply_record)."""
+    champion = registry.alias_version(client, name, CHAMPION)
+    registry.apply_record(client, name,
+                          registry.Record(None, str(version), decision, champion, run_id))
+
+
 @pytest.fixture(scope="module",
                 params=["local", pytest.param("server", marks=pytest.mark.server)])
 def tracking_uri(request, tmp_path_factory, migrated_mlflow_db):
@@ -174,7 +184,7 @@ class Model:
         """What the promote job does, without Spark: a new version, a decision, the aliases."""
         version, run_id = self.new_version()
         decision = registry.decide(challenger, champion, bootstrap, GATES, policy)
-        registry.apply_decision(self.client, self.name, version, decision, run_id)
+        apply_decision(self.client, self.name, version, decision, run_id)
         return version, decision
 
 
@@ -240,8 +250,8 @@ def test_a_challenger_failing_a_gate_is_rejected_even_if_better(model):
 def test_re_deciding_the_champion_itself_keeps_previous_unset(model):
     first, run_id = model.new_version()
     decision = registry.decide(GOOD, None, None, GATES)
-    registry.apply_decision(model.client, model.name, first, decision, run_id)
-    registry.apply_decision(model.client, model.name, first, decision, run_id)
+    apply_decision(model.client, model.name, first, decision, run_id)
+    apply_decision(model.client, model.name, first, decision, run_id)
     assert model.alias(CHAMPION) == first and model.alias(PREVIOUS) is None
 
 
