@@ -166,7 +166,7 @@ def score(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
     laps.lap("ledger")
 
     psi, drift_day = {}, plan.score[-1] if plan.score else None
-    reference = drift_reference(lake, champion_training_window(version)) if inputs else None
+    reference = drift_reference(lake, champion_training_window(version)) if inputs is not None else None
     n_rows = sum(rows.values())
     with tracking.start_step_run("score", run_id, f"score {as_of}",
                                  {tracking.TAG_AS_OF: as_of, "fraudops.model_version": version}):
