@@ -4,8 +4,10 @@
 
 Reads the history MLflow already holds (every training run's test metrics, every promotion's
 champion-vs-challenger metrics and decision, every scoring run's drift), the lake's daily
-volumes and its score ledger (late, restated, withdrawn and missing days), draws them, writes reports/index.html beside the PNGs and logs the lot to MLflow. A
-retry with the same --run-id after success returns the summary it wrote.
+volumes, its score ledger (late, restated, withdrawn and missing days) and the served quality
+of each matured day (fraudops.model.served), draws them, writes reports/index.html beside the
+PNGs and logs the lot to MLflow. A retry with the same --run-id after success returns the
+summary it wrote.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from fraudops.core import cli, config, scored, storage  # noqa: E402
 from fraudops.core.lake import Lake  # noqa: E402
-from fraudops.model import tracking  # noqa: E402
+from fraudops.model import served, tracking  # noqa: E402
 from fraudops.model.profile import PRODUCTION  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -117,6 +119,27 @@ def plot_drift(scorings: pd.DataFrame, folder: Path) -> str | None:
     return _save(fig, folder, "drift.png")
 
 
+def plot_served(lake: Lake, folder: Path) -> str | None:
+    """What a fraud team watches: the realized AP and card precision@k of what served each
+    day, once its labels matured (fraudops.model.served), coloured by the model version."""
+    values = served.measurements(lake)
+    if not values:
+        return None
+    frame = pd.DataFrame.from_dict(values, orient="index")
+    frame.index = pd.to_datetime(frame.index)
+    frame = frame.sort_index()
+    cards = sorted(c for c in frame.columns if c.startswith("card_precision_at_"))
+    fig, axes = plt.subplots(1 + len(cards), 1, figsize=(9, 5), sharex=True, squeeze=False)
+    for ax, metric in zip(axes[:, 0], [served.AP, *cards]):
+        for version, rows in frame.groupby("model_version", sort=False):
+            ax.plot(rows.index, rows[metric].astype(float), "o", ms=4, label=f"v{version}")
+        ax.set_ylabel(f"served {metric}")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, ncol=6, title="model version that served the day")
+    axes[0, 0].set_title("Served quality on matured labels, per served day")
+    return _save(fig, folder, "served.png")
+
+
 def decisions_table(promotions: pd.DataFrame) -> str:
     if promotions.empty:
         return "<p>No promotion decision yet.</p>"
@@ -172,7 +195,8 @@ def build(lake: Lake, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     trainings, promotions, scorings = runs_of("train"), runs_of("promote"), runs_of("score")
     images = [p for p in (plot_metrics(promotions, trainings, folder),
-                          plot_volumes(lake, folder), plot_drift(scorings, folder)) if p]
+                          plot_served(lake, folder), plot_volumes(lake, folder),
+                          plot_drift(scorings, folder)) if p]
     champion = "(none)"
     if not promotions.empty and "tags.fraudops.champion_version" in promotions:
         champion = promotions["tags.fraudops.champion_version"].dropna().iloc[-1]

@@ -12,7 +12,9 @@ version even if the alias moves meanwhile), joins the transactions with both mar
 training did, and writes scores/ (probability, rank, model version, features run) and alerts/
 (per day, the k cards with the highest risk). Feature drift of the newest scored day against
 the champion's training window (its warm-up days left out, see fraudops.model.splits) is
-logged as PSI metrics, with a warning above 0.2. A retry with the same --run-id after success
+logged as PSI metrics, with a warning above 0.2. Then the served quality of the days whose
+labels matured (fraudops.model.served): AP and card precision@k of what was served, to the
+lake's _state/served_quality.json and MLflow. A retry with the same --run-id after success
 returns the summary it wrote; after a crash it rewrites the days' folders whole and settles
 the ledger once.
 """
@@ -29,8 +31,9 @@ from pyspark.sql.window import Window
 
 from fraudops.core import cli, laps, lease, scored, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
-from fraudops.model import drift, families, loading, registry, tracking
+from fraudops.model import drift, families, loading, registry, served, tracking
 from fraudops.model.splits import Period, first_full_day, warmed_up
+from spark_jobs import served as served_quality
 from spark_jobs.datasets import clean_days, write_days
 from spark_jobs.marts import LOOKBACK_DAYS, labeled_features
 from spark_jobs.schema import KEYS, WEEKEND_FLAG
@@ -109,6 +112,48 @@ def plan_days(lake: Lake, as_of: str, run_id: str) -> scored.Plan:
     return plan
 
 
+def score_days(spark, lake: Lake, model, version: str, days: list[str], run_id: str,
+               top_k: int, features_run: dict[str, str | None],
+               replace: list[str] | None = None, out: Lake | None = None):
+    """Score ``days`` with ``model`` and write their scores (naming the features run whose marts
+    each day read) and top-k card alerts under ``out`` (default: the lake; the backtest's
+    never-replaced model writes elsewhere), replacing the folders of ``replace`` (default:
+    ``days``). Returns the model's inputs (for drift) and the rows written per day."""
+    out = out or lake
+    wanted = [dt.date.fromisoformat(d) for d in days]
+    inputs = (labeled_features(spark, lake, days[0], days[-1])
+              .where(F.col(PARTITION_COLUMN).isin(wanted))
+              .select(*KEYS, "customer_id", "terminal_id", "tx_datetime",
+                      *families.INPUT_COLUMNS))
+    by_risk = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("fraud_probability"),
+                                                           "transaction_id")
+    lake_state = F.create_map(*[F.lit(x) for day, run in features_run.items()
+                                for x in (day, run)])
+    scores = (
+        families.fraud_probability(model.transform(inputs))
+        .select(*KEYS, "customer_id", "terminal_id", "tx_datetime", "fraud_probability",
+                F.row_number().over(by_risk).alias("rank"),
+                F.lit(int(version)).alias("model_version"), F.lit(run_id).alias("run_id"),
+                lake_state[F.col(PARTITION_COLUMN).cast("string")].cast("string")
+                .alias("features_run"))
+        .persist()
+    )
+    rows = {r[0].isoformat(): r[1] for r in scores.groupBy(PARTITION_COLUMN).count().collect()}
+    write_days(scores, out.scores, replace or days, set(rows))
+    cards = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("card_risk"), "customer_id")
+    alerts = (
+        scores.groupBy(PARTITION_COLUMN, "customer_id")
+        .agg(F.max("fraud_probability").alias("card_risk"),
+             F.count("*").alias("transactions"),
+             F.first("model_version").alias("model_version"))
+        .withColumn("rank", F.row_number().over(cards))
+        .where(F.col("rank") <= top_k)
+    )
+    write_days(alerts, out.alerts, replace or days, set(rows))
+    scores.unpersist()
+    return inputs, rows
+
+
 def score(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
     """Write the scores and alerts of every day the plan names (replacing those days' folders),
     record them in the ledger, then log the run."""
@@ -124,38 +169,8 @@ def score(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
     if plan.score:
         model = loading.load_version(version)
         laps.lap("load model")
-        wanted = [dt.date.fromisoformat(d) for d in plan.score]
-        inputs = (labeled_features(spark, lake, plan.score[0], plan.score[-1])
-                  .where(F.col(PARTITION_COLUMN).isin(wanted))
-                  .select(*KEYS, "customer_id", "terminal_id", "tx_datetime",
-                          *families.INPUT_COLUMNS))
-        by_risk = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("fraud_probability"),
-                                                               "transaction_id")
-        lake_state = F.create_map(*[F.lit(x) for day, run in plan.features_run.items()
-                                    for x in (day, run)])
-        scores = (
-            families.fraud_probability(model.transform(inputs))
-            .select(*KEYS, "customer_id", "terminal_id", "tx_datetime", "fraud_probability",
-                    F.row_number().over(by_risk).alias("rank"),
-                    F.lit(int(version)).alias("model_version"), F.lit(run_id).alias("run_id"),
-                    lake_state[F.col(PARTITION_COLUMN).cast("string")].cast("string")
-                    .alias("features_run"))
-            .persist()
-        )
-        rows = {r[0].isoformat(): r[1]
-                for r in scores.groupBy(PARTITION_COLUMN).count().collect()}
-        write_days(scores, lake.scores, plan.days, set(rows))
-        cards = Window.partitionBy(PARTITION_COLUMN).orderBy(F.desc("card_risk"), "customer_id")
-        alerts = (
-            scores.groupBy(PARTITION_COLUMN, "customer_id")
-            .agg(F.max("fraud_probability").alias("card_risk"),
-                 F.count("*").alias("transactions"),
-                 F.first("model_version").alias("model_version"))
-            .withColumn("rank", F.row_number().over(cards))
-            .where(F.col("rank") <= top_k)
-        )
-        write_days(alerts, lake.alerts, plan.days, set(rows))
-        scores.unpersist()
+        inputs, rows = score_days(spark, lake, model, version, plan.score, run_id, top_k,
+                                  plan.features_run, replace=plan.days)
     elif plan.withdraw:
         write_days(None, lake.scores, plan.withdraw, set())
         write_days(None, lake.alerts, plan.withdraw, set())
@@ -164,6 +179,10 @@ def score(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
         with lease.held(lake, "score", run_id):
             scored.settle(lake, plan, version, run_id, rows)
     laps.lap("ledger")
+    # Served quality: the matured days whose standing scores were not measured yet.
+    due = served.due(lake, as_of)
+    quality = served_quality.measure(spark, lake, sorted(due), top_k)
+    laps.lap("served quality")
 
     psi, drift_day = {}, plan.score[-1] if plan.score else None
     reference = drift_reference(lake, champion_training_window(version)) if inputs is not None else None
@@ -182,12 +201,18 @@ def score(spark, lake: Lake, as_of: str, run_id: str, top_k: int) -> dict:
             psi = feature_drift(spark, lake, reference, current, version)
             mlflow.log_metrics({f"psi_{k}": v for k, v in psi.items()})
             mlflow.log_metric("psi_max", max(psi.values()))
+        mlflow.log_metric("served_days_measured", len(quality))
     laps.lap("drift")
+    if quality:
+        served.log_to_mlflow(quality, top_k)
+        with lease.held(lake, "score", run_id):
+            served.record(lake, quality, due, as_of, run_id)
+        laps.lap("served quality logged")
     return {"run_id": run_id, "date": as_of, "model_version": version, "rows": n_rows,
             "days": plan.score, "rows_by_day": rows, "restated": plan.restated,
             "withdrawn": plan.withdraw, "top_k": top_k, "psi": psi, "drift_day": drift_day,
             "drift_alerts": sorted(k for k, v in psi.items() if v > drift.PSI_ALERT),
-            "seconds": laps.laps()}
+            "served_quality": quality, "seconds": laps.laps()}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -14,7 +14,7 @@ import pytest
 
 from fraudops.core import scored, storage
 from fraudops.core.lake import Lake
-from fraudops.model import registry, tracking, tuning
+from fraudops.model import registry, served, tracking, tuning
 from fraudops.model.profile import PRODUCTION
 from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, report, score, train
@@ -151,6 +151,21 @@ def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
     assert summary["drift_day"] == AS_OF
     assert scored.status(lake, clean_days(lake))["stale_scores"] == 0
 
+    # Served quality: only the days whose labels matured by AS_OF, equal to pandas' figures.
+    quality = served.measurements(lake)
+    assert sorted(quality) == day_range(FIRST_FULL, served.matured_until(AS_OF))
+    assert summary["served_quality"] == {d: {k: v for k, v in e.items() if k not in (
+        "served", "measured_as_of", "measured_by", "remeasured")} for d, e in quality.items()}
+    reference = served_reference(lake, sorted(quality), k=50)
+    for day, want in reference.items():
+        assert quality[day]["model_version"] == other
+        assert quality[day]["rows"] == want["rows"]
+        assert quality[day]["average_precision"] == pytest.approx(want["ap"], abs=1e-12)
+        assert quality[day]["card_precision_at_50"] == want["cp"]
+    history = mlflow.MlflowClient().get_metric_history(_served_run(other),
+                                                       "served_average_precision")
+    assert sorted(m.step for m in history) == [served.day_step(d) for d in sorted(quality)]
+
     # Nothing arrived since: the next run scores nothing again.
     assert score.run(spark, lake, AS_OF, _per_store("score-2", store), top_k=50)["days"] == []
 
@@ -178,6 +193,43 @@ def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
     page = report.build(lake, tmp_path / "report").read_text()
     assert f"<td>{AS_OF}</td><td>restated</td>" in page and "own data changed" in page
     assert "0 stale" in page
+    assert "served.png" in page
+    # The restated day has not matured; a later run measures it with the scores that stand.
+    later = served.matured_until(AS_OF, -served.LABEL_DELAY_DAYS)  # AS_OF + the delay
+    fourth = score.run(spark, lake, later, _per_store("score-4", store), top_k=50)
+    assert fourth["days"] == [] and max(fourth["served_quality"]) == AS_OF
+    assert served.measurements(lake)[AS_OF]["model_version"] == champion
+    assert served.measurements(lake)[AS_OF]["rows"] == rows_now
+
+
+def served_reference(lake: Lake, days: list[str], k: int) -> dict[str, dict]:
+    """Per day, with pandas and scikit-learn: rows, AP of the scores, frauds among the alert
+    list's k cards over k."""
+    from sklearn.metrics import average_precision_score
+
+    scores = pd.read_parquet(lake.scores)
+    clean = pd.read_parquet(lake.clean)
+    alerts = pd.read_parquet(lake.alerts)
+    out = {}
+    for day in days:
+        mine = scores[scores["tx_date"].astype(str) == day].merge(
+            clean[clean["tx_date"].astype(str) == day][["transaction_id", "tx_fraud"]],
+            on="transaction_id")
+        cards = clean[clean["tx_date"].astype(str) == day].groupby("customer_id")["tx_fraud"].max()
+        listed = alerts[(alerts["tx_date"].astype(str) == day) & (alerts["rank"] <= k)]
+        out[day] = {"rows": len(mine),
+                    "ap": average_precision_score(mine["tx_fraud"], mine["fraud_probability"]),
+                    "cp": cards.reindex(listed["customer_id"]).fillna(0).sum() / k}
+    return out
+
+
+def _served_run(version: str) -> str:
+    client = mlflow.MlflowClient()
+    experiment = mlflow.get_experiment_by_name(tracking.EXPERIMENT)
+    (run,) = client.search_runs([experiment.experiment_id],
+                                f"tags.`{tracking.TAG_STEP}` = '{served.STEP}' and "
+                                f"tags.`fraudops.model_version` = '{version}'")
+    return run.info.run_id
 
 
 def test_report_draws_the_history(small_lake, trained, store, tmp_path):
