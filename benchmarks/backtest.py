@@ -25,11 +25,21 @@ the production grid's), 2 shuffle partitions, and the report step once, at the e
 after every run. Daily refits, the weekly and drift tunings, the gates and the promotion policy
 (`ci`) are production's.
 
+After the timeline the loop is judged against the first champion never replaced (judge): the
+live days whose labels matured by the last run are scored again by that first version with the
+score step's own code (spark_jobs.score.score_days) into --workdir/never-replaced, once, from
+the marts the loop's standing scores read; both are measured as the score step measures served
+quality (spark_jobs.served: AP of the day's scores, card precision@100 of its alert list), and
+the loop's figures are checked against what its score steps recorded in the lake.
+
 Writes --output (.bench/backtest.json): per-day rows (when the file arrived, which run cleaned
-it, which run scored it and with which model version, its restatements) and per-run rows
-(when the run fired and went, its path, training path, decision, seconds), with the ledger's
-counts (fraudops.core.scored.status): the bar is days_scored == days_arrived and
-stale_scores == 0. And --plot (.bench/backtest.png).
+it, which run scored it and with which model version, its restatements, and on matured days the
+served AP and CP@100 of the loop and of the never-replaced model) and per-run rows (when the run
+fired and went, its path, training path, decision, seconds), with the ledger's counts
+(fraudops.core.scored.status): the bar is days_scored == days_arrived and stale_scores == 0;
+and the means before and after the change of the world (loop_ap_before_change,
+static_ap_before_change, ... loop_cp100_after_change) with issue 44's bars in served_bars. And
+--plot (.bench/backtest.png).
 """
 
 from __future__ import annotations
@@ -48,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudops.core import config, storage
-from fraudops.core.lake import Lake
+from fraudops.core.lake import Lake, shift
 from fraudops.orchestration import timing
 
 log = logging.getLogger("benchmarks.backtest")
@@ -316,6 +326,99 @@ class Loop:
         return row
 
 
+# --- the loop judged against a model never replaced ---------------------------------------------
+
+STATIC_RUN = "backtest-static"
+# issue 44's bars: after the change the loop's mean served AP beats the never-replaced model's
+# by this much (relative) and its card precision@k is not lower by more than the margin; before
+# it, the loop is not lower than the never-replaced model by more than the margin on either.
+AP_GAIN_AFTER = 0.20
+CP_MARGIN_AFTER = 0.01
+MARGIN_BEFORE = 0.02
+
+
+def judge(spark, lake: Lake, home: Path, run_rows: list[dict], change_day: str | None) -> dict:
+    """The served quality of the loop and of the first champion, never replaced, on the live
+    days whose labels matured by the last run, and their means before and after the change.
+
+    The loop's figures are those of the scores that stand (spark_jobs.served, as the score step
+    measures them; the lake's served-quality file, which the score steps wrote, is checked to
+    agree). The never-replaced model scores the same days with the score step's own code into
+    a separate folder, once, after the timeline: each day from the marts the loop's standing
+    scores read (a restated day's rebuilt marts), which is what a shadow scoring the same days
+    as they arrived, and restated with them, would hold at the end.
+    """
+    from fraudops.core import scored
+    from fraudops.model import loading, served
+    from fraudops.model.profile import PRODUCTION
+    from spark_jobs import score
+    from spark_jobs import served as quality
+
+    k = PRODUCTION.top_k
+    first = next(r for r in run_rows if r.get("decision") == "first_champion")
+    version = str(first["champion"])
+    ledger = scored.ledger(lake)
+    last = served.matured_until(run_rows[-1]["day"])
+    days = sorted(d for d, e in ledger.items()
+                  if first["day"] < d <= last and e.get("rows") and not e.get("withdrawn"))
+    shadow = Lake(str(home / "never-replaced"))
+    if days:
+        score.score_days(spark, lake, loading.load_version(version), version, days, STATIC_RUN,
+                         k, {d: ledger[d]["features_run"] for d in days}, out=shadow)
+    loop = quality.measure(spark, lake, days, k)
+    static = quality.measure(spark, lake, days, k, shadow.scores, shadow.alerts)
+    stored = served.measurements(lake)
+    cp = served.card_precision(k)
+    agrees = all(stored[d]["served"] == served.served_key(ledger[d])
+                 and all(_close(stored[d][m], loop[d][m]) for m in (served.AP, cp))
+                 for d in days if d in stored)
+    per_day = {d: {"loop_model_version": loop[d]["model_version"],
+                   "loop_ap": loop[d][served.AP], "static_ap": static[d][served.AP],
+                   f"loop_cp{k}": loop[d][cp], f"static_cp{k}": static[d][cp]} for d in days}
+    means = {}
+    for side, values in (("loop", loop), ("static", static)):
+        for period, start, end in (("before_change", None, _before(change_day)),
+                                   ("after_change", change_day, None)):
+            if change_day is None and period == "after_change":
+                continue
+            got = served.means(values, (served.AP, cp), start, end)
+            means[f"{side}_ap_{period}"] = got[served.AP]
+            means[f"{side}_cp{k}_{period}"] = got[cp]
+    return {"per_day": per_day, "means": means, "bars": bars(means, k),
+            "days": {"from": days[0] if days else None, "to": days[-1] if days else None,
+                     "count": len(days), "measured_by_score_steps": sum(d in stored for d in days)},
+            "static_version": version, "state_agrees": agrees, "k": k}
+
+
+def _before(day: str | None) -> str | None:
+    return None if day is None else shift(day, -1)
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    """Equal but for the order Spark summed in."""
+    return (a is None) == (b is None) and (a is None or abs(a - b) <= 1e-9)
+
+
+def bars(means: dict, k: int) -> dict:
+    """issue 44's bars on the means, each met or not (None where a mean is missing)."""
+
+    def check(test, *keys):
+        values = [means.get(key) for key in keys]
+        return None if any(v is None for v in values) else bool(test(*values))
+
+    cp = f"cp{k}"
+    return {
+        "after_ap_gain": check(lambda loop, static: loop >= (1 + AP_GAIN_AFTER) * static,
+                               "loop_ap_after_change", "static_ap_after_change"),
+        f"after_{cp}_not_lower": check(lambda loop, static: loop >= static - CP_MARGIN_AFTER,
+                                       f"loop_{cp}_after_change", f"static_{cp}_after_change"),
+        "before_ap_not_lower": check(lambda loop, static: loop >= static - MARGIN_BEFORE,
+                                     "loop_ap_before_change", "static_ap_before_change"),
+        f"before_{cp}_not_lower": check(lambda loop, static: loop >= static - MARGIN_BEFORE,
+                                        f"loop_{cp}_before_change", f"static_{cp}_before_change"),
+    }
+
+
 # --- the figures -------------------------------------------------------------------------------
 
 def day_rows(deliveries: list[Delivery], runs: list[Run], run_rows: list[dict],
@@ -364,7 +467,7 @@ def day_rows(deliveries: list[Delivery], runs: list[Run], run_rows: list[dict],
 
 
 def plot(days: list[dict], run_rows: list[dict], change: str | None, deadline_hours: float,
-         path: Path) -> None:
+         path: Path, k: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -377,8 +480,8 @@ def plot(days: list[dict], run_rows: list[dict], change: str | None, deadline_ho
 
     first_run = run_rows[0]["day"]
     days = [d for d in days if d["day"] >= first_run]  # the backlog before it: in the JSON
-    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(13, 9), sharex=True,
-                                        gridspec_kw={"height_ratios": [2, 1.3, 1.5]})
+    fig, (ax1, ax2, ax3, ax4, ax5) = plt.subplots(
+        5, 1, figsize=(13, 14), sharex=True, gridspec_kw={"height_ratios": [2, 1.3, 1.5, 1.5, 1.5]})
     kinds = {HISTORY: ("tab:gray", "o"), ON_TIME: ("tab:green", "o"), LATE: ("tab:red", "v"),
              TOGETHER: ("tab:orange", "s")}
     for kind, (colour, marker) in kinds.items():
@@ -432,13 +535,23 @@ def plot(days: list[dict], run_rows: list[dict], change: str | None, deadline_ho
                   plt.Line2D([], [], marker="^", color="tab:red", ls="", label="day missing")],
                loc="upper left", fontsize=7, ncol=5)
     ax3.set_ylabel("run seconds\n(by logical day)")
-    for ax in (ax1, ax2, ax3):
+    judged = [d for d in days if "loop_ap" in d]
+    for ax, metric, label in ((ax4, "ap", "served AP"), (ax5, f"cp{k}", f"served CP@{k}")):
+        for side, colour, name in (("loop", "tab:blue", "the loop (the champion of the day)"),
+                                   ("static", "tab:gray", "the first champion, never replaced")):
+            mine = [d for d in judged if d[f"{side}_{metric}"] is not None]
+            ax.plot([when(d["day"]) for d in mine], [d[f"{side}_{metric}"] for d in mine],
+                    "o-", ms=3, lw=0.8, color=colour, label=name)
+        ax.set_ylabel(f"{label}\n(matured labels)")
+        ax.grid(alpha=0.3)
+    ax4.legend(loc="lower left", fontsize=7, ncol=2)
+    for ax in (ax1, ax2, ax3, ax4, ax5):
         if change:
             ax.axvline(when(change), color="tab:purple", lw=1.2, ls=":")
     if change:
         ax1.annotate("the world changes", (when(change), ax1.get_ylim()[1]), fontsize=8,
                      color="tab:purple", va="top")
-    ax3.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+    ax5.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -544,22 +657,26 @@ def main(argv: list[str] | None = None) -> dict:
         storage.write_json(str(args.output), {"partial": True, "run_rows": run_rows})
     loop_s = time.perf_counter() - started - setup_s
 
+    judge_s = time.perf_counter()
+    change_day = generated["change"]["day"] if change else None
+    judged = judge(get_spark("backtest"), lake, home, run_rows, change_day)
+    judge_s = time.perf_counter() - judge_s
+
     from spark_jobs import report
 
     report_s = time.perf_counter()
     report.run(lake, "backtest-report", home / "report")
     report_s = time.perf_counter() - report_s
     measured = {"generate": round(setup_s, 1), "runs": round(loop_s, 1),
-                "report": round(report_s, 1),
+                "judge": round(judge_s, 1), "report": round(report_s, 1),
                 "total": round(time.perf_counter() - started, 1)}
-    change_day = generated["change"]["day"] if change else None
     return finish(args, settings.schedule, deadline, deliveries, runs, run_rows, measured,
-                  {"transactions": generated["transactions"], "change_day": change_day})
+                  {"transactions": generated["transactions"], "change_day": change_day}, judged)
 
 
 def finish(args: argparse.Namespace, schedule: str | None, deadline: dt.timedelta,
            deliveries: list[Delivery], runs: list[Run], run_rows: list[dict],
-           measured: dict, lake_facts: dict) -> dict:
+           measured: dict, lake_facts: dict, judged: dict) -> dict:
     """The figures of a timeline that ran: the ledger's counts, day and run rows, JSON, plot."""
     from fraudops.core import scored
     from fraudops.model.splits import first_full_day
@@ -573,6 +690,8 @@ def finish(args: argparse.Namespace, schedule: str | None, deadline: dt.timedelt
     status = scored.status(lake, clean, last)
     change_day = lake_facts["change_day"]
     days = day_rows(deliveries, runs, run_rows, scored.ledger(lake), first_scored, change_day)
+    for row in days:
+        row.update(judged["per_day"].get(row["day"], {}))
     arrived = {d.day for d in deliveries if first_scored <= d.day <= last and d.at <= runs[-1].went}
     # Which files each run found new (the DAG's detect_new_files), against the plan.
     as_planned = all(
@@ -591,6 +710,12 @@ def finish(args: argparse.Namespace, schedule: str | None, deadline: dt.timedelt
         "stale_days": status["stale_days"],
         "late_days": status["late_days"],
         "scored_equals_arrived": status["days_scored"] == len(arrived),
+        **judged["means"],
+        "served_bars": judged["bars"],
+        "served_judged_days": judged["days"],
+        "static_model_version": judged["static_version"],
+        "served_k": judged["k"],
+        "served_state_agrees": judged["state_agrees"],
         "pickups_as_planned": as_planned,
         "first_scored_day": first_scored,
         "first_run": runs[0].day,
@@ -618,7 +743,7 @@ def finish(args: argparse.Namespace, schedule: str | None, deadline: dt.timedelt
         "run_rows": run_rows,
     }
     storage.write_json(str(args.output), results)
-    plot(days, run_rows, change_day, deadline.total_seconds() / 3600, args.plot)
+    plot(days, run_rows, change_day, deadline.total_seconds() / 3600, args.plot, judged["k"])
     print_summary(results, args)
     return results
 
@@ -635,9 +760,17 @@ def redraw(args: argparse.Namespace) -> dict:
     fires = {r["day"]: dt.datetime.fromisoformat(r["fired"]) for r in before["run_rows"]}
     runs = plan_runs(days, fires, deliveries, settings.arrival_deadline)
     measured = {k: before["seconds"][k] for k in ("generate", "runs", "report", "total")}
+    judged = {"per_day": {r["day"]: {k: r[k] for k in r if k.startswith(("loop_", "static_"))}
+                          for r in before["day_rows"]},
+              "means": {k: before[k] for k in before if k.startswith(("loop_", "static_"))
+                        and k.endswith("_change")},
+              "bars": before["served_bars"], "days": before["served_judged_days"],
+              "static_version": before["static_model_version"],
+              "state_agrees": before["served_state_agrees"], "k": before["served_k"]}
     return finish(args, settings.schedule, settings.arrival_deadline, deliveries, runs,
                   before["run_rows"], measured,
-                  {"transactions": before["transactions"], "change_day": before["change_day"]})
+                  {"transactions": before["transactions"], "change_day": before["change_day"]},
+                  judged)
 
 
 def _count(values) -> dict[str, int]:

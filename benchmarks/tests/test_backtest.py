@@ -158,5 +158,23 @@ def test_day_rows_keep_who_scored_each_day_with_which_version_and_the_plot_draws
     assert rows[fixed]["model_version"] == "4" and rows[fixed]["world"] == "after_change"
     assert rows[bt.day_of(FIRST_RUN)]["delivery"] == bt.ON_TIME
     assert not rows[bt.day_of(60)]["late"]  # the first run's backlog is not late
-    bt.plot(list(rows.values()), run_rows, live(23), 6.0, tmp_path / "backtest.png")
+    for i, row in enumerate(rows.values()):  # the served figures judge() adds on matured days
+        if row["day"] > bt.day_of(FIRST_RUN) and i % 5:
+            row.update(loop_ap=0.6, static_ap=0.5 if i % 3 else None, loop_cp100=0.3,
+                       static_cp100=0.25)
+    bt.plot(list(rows.values()), run_rows, live(23), 6.0, tmp_path / "backtest.png", 100)
     assert (tmp_path / "backtest.png").stat().st_size > 10_000
+
+
+def test_the_bars_compare_the_loop_with_the_model_never_replaced():
+    means = {"loop_ap_after_change": 0.6, "static_ap_after_change": 0.5,
+             "loop_cp100_after_change": 0.29, "static_cp100_after_change": 0.30,
+             "loop_ap_before_change": 0.68, "static_ap_before_change": 0.70,
+             "loop_cp100_before_change": 0.30, "static_cp100_before_change": 0.33}
+    assert bt.bars(means, 100) == {"after_ap_gain": True, "after_cp100_not_lower": True,
+                                   "before_ap_not_lower": True,
+                                   "before_cp100_not_lower": False}
+    less = {**means, "loop_ap_after_change": 0.59, "loop_cp100_after_change": 0.28}
+    assert not bt.bars(less, 100)["after_ap_gain"]
+    assert not bt.bars(less, 100)["after_cp100_not_lower"]
+    assert bt.bars({}, 100)["after_ap_gain"] is None
