@@ -4,9 +4,11 @@
 
 Only raw files that the manifest does not know (by name, size, mtime, then MD5) are read. Each
 line is parsed with an explicit schema and either becomes a clean row or a quarantined row with
-the first rule it breaks. Days are written with dynamic partition overwrite, so a re-run or a
-changed file replaces its day. The run checks that every line that entered was written to one
-side or the other, records the files in the manifest and only then writes its summary
+the first rule it breaks. A run writes its days under a version of its own that no reader
+resolves, checks that every line that entered was written to one side or the other, and
+publishes them with one commit of clean_days.json (a re-run or a changed file replaces its
+day; a run that dies before the commit leaves nothing anyone reads). It then records the files
+in the manifest and only then writes its summary
 (`has_new_rows` tells the orchestrator whether to go on), the record that the run finished: a
 re-run with the same run id returns it (docs/data.md, "Retries, crashes and overlaps").
 """
@@ -20,6 +22,7 @@ import functools
 import json
 import logging
 import operator
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -30,7 +33,8 @@ from pyspark.sql.window import Window
 
 from fraudops.core import cli, faults, lease, rawfiles, storage
 from fraudops.core import pending as pending_work
-from fraudops.core.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake
+from fraudops.core.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake, write_version
+from fraudops.core.publication import collect
 from fraudops.core.rawformat import (
     AMOUNT_TOO_LARGE,
     BAD_TIMESTAMP,
@@ -46,7 +50,7 @@ from fraudops.core.rawformat import (
     TOO_MANY_FIELDS,
     WRONG_DAY,
 )
-from spark_jobs.datasets import local_frame, read_partitions, write_days
+from spark_jobs.datasets import local_frame, read_partitions, stage_days
 from spark_jobs.schema import (
     CLEAN_SCHEMA,
     QUARANTINE_SCHEMA,
@@ -353,10 +357,13 @@ def mark_duplicates(parsed: DataFrame, duplicates: DataFrame | None) -> DataFram
     ).drop("_duplicate")
 
 
-def written_rows(spark: SparkSession, path: str, schema, days: list[str]) -> Counter:
-    """Rows per day as read back from the written Parquet (footer counts, no data scan)."""
-    days = [d for d in days if storage.exists(f"{path}/{PARTITION_COLUMN}={d}")]
-    counts = read_partitions(spark, path, days, schema).groupBy(PARTITION_COLUMN).count()
+def written_rows(spark: SparkSession, path: str, schema, days: set[str], version: str
+                 ) -> Counter:
+    """Rows per day as read back from the Parquet this run wrote as ``version``, before it is
+    published (footer counts, no data scan)."""
+    counts = read_partitions(spark, path, sorted(days), schema,
+                             versions=dict.fromkeys(days, version)).groupBy(
+        PARTITION_COLUMN).count()
     return Counter({row[0].isoformat(): row[1] for row in counts.collect()})
 
 
@@ -472,14 +479,9 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     pending_work.add_clean_days(lake, rewritten)
     pending_work.add_features_days(lake, sorted(
         set(days) | {f.day for f in emptied if f.status != "new" or f.day in ranges}))
+    version = _write_version(lake, run_id)
     if not files:  # days emptied only: no Spark
-        lease.fence(lake)
-        for path in (lake.clean, lake.quarantine):
-            write_days(None, path, empty_days, set())
-            left = [d for d in empty_days if storage.exists(lake.partition(path, d))]
-            if left:
-                raise AccountingError(f"{cli.span(left)} still have rows under {path}")
-        lease.write_state(lake, lake.clean_days, day_stats)
+        publish(lake, day_stats, rewritten, set(), set(), version)
         return Cleaned(per_file, valid_ids, restated, emptied, rewritten)
 
     hit_days = clean_days_meeting(ids, day_stats, replaced=set(rewritten))
@@ -531,21 +533,50 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     log.info("writing clean days %s", cli.span(sorted(clean_days)))
     faults.point("clean.before_writes")
     lease.fence(lake)  # a run that stalled past its lease writes no data
-    write_days(clean_rows, lake.clean, rewritten, clean_days)
+    stage_days(clean_rows, lake.clean, clean_days, version)
     faults.point("clean.between_clean_and_quarantine")
     rejected = classified.where(F.col("reason").isNotNull()).select(
         F.concat(F.col(PARTITION_COLUMN).cast("string"), F.lit(RAW_SUFFIX)).alias("source_file"),
         "line", "reason", F.lit(run_id).alias("run_id"), PARTITION_COLUMN,
     )
-    write_days(rejected, lake.quarantine, rewritten, quarantine_days)
+    stage_days(rejected, lake.quarantine, quarantine_days, version)
     if duplicates is not None:
         duplicates.unpersist()
     parsed.unpersist()
 
-    verify_accounting(spark, lake, files, per_file, days, empty_days)
-    lease.write_state(lake, lake.clean_days, day_stats)
-    faults.point("clean.after_clean_days")
+    verify_accounting(spark, lake, files, per_file, days, empty_days,
+                      {lake.clean: clean_days, lake.quarantine: quarantine_days}, version)
+    publish(lake, day_stats, rewritten, clean_days, quarantine_days, version)
     return Cleaned(per_file, valid_ids, restated, emptied, rewritten)
+
+
+def _write_version(lake: Lake, run_id: str) -> str:
+    """The version this run writes its days as (see fraudops.core.lake.write_version)."""
+    held = lease.holding(lake)
+    return write_version(run_id, held.token if held is not None else uuid.uuid4().hex)
+
+
+def publish(lake: Lake, day_stats: dict[str, dict], rewritten: list[str], clean_present: set[str],
+            quarantine_present: set[str], version: str) -> None:
+    """Switch readers to the days this run wrote, then delete what they replaced.
+
+    The commit is the fenced write of clean_days.json: the clean days, their rows and now
+    their versions, in one file. The quarantine's index is written just before it (the
+    quarantine has no reader downstream; a run that dies between the two leaves its days
+    pending, and the next run cleans them again). Days of ``rewritten`` without rows leave both
+    indexes, and their folders go once the commit is made.
+    """
+    quarantine = lease.read_state(lake, lake.quarantine_days, default={}) or {}
+    for day in rewritten:
+        quarantine.pop(day, None)
+    quarantine.update(dict.fromkeys(quarantine_present, version))
+    for day in clean_present:
+        day_stats[day]["version"] = version
+    lease.write_state(lake, lake.quarantine_days, dict(sorted(quarantine.items())))
+    lease.write_state(lake, lake.clean_days, day_stats)  # the commit
+    faults.point("clean.after_clean_days")
+    for path, present in ((lake.clean, clean_present), (lake.quarantine, quarantine_present)):
+        collect(path, rewritten, removed=sorted(set(rewritten) - present))
 
 
 def _unaccountable(files: list[rawfiles.RawFile], ids: IdSpans) -> list[rawfiles.RawFile]:
@@ -574,9 +605,9 @@ class AccountingError(RuntimeError):
     """Rows entered that were neither written clean nor quarantined (or the reverse)."""
 
 
-def verify_accounting(spark, lake, files, per_file, days, empty_days=()) -> None:
-    """rows_in (counted on the driver) == clean + quarantined, as read back from the lake;
-    nothing is left on the days that were emptied."""
+def verify_accounting(spark, lake, files, per_file, days, empty_days, written, version) -> None:
+    """rows_in (counted on the driver) == clean + quarantined, as read back from what this run
+    wrote (``written``: the days with rows, per dataset path) before it publishes them."""
     rows_in = Counter()
     for f in files:
         rows_in[f.day] += f.rows_in
@@ -584,8 +615,9 @@ def verify_accounting(spark, lake, files, per_file, days, empty_days=()) -> None
         if counted != f.rows_in:
             raise AccountingError(f"{f.name}: {f.rows_in} lines entered, Spark saw {counted}")
     checked = sorted(set(days) | set(empty_days))
-    clean = written_rows(spark, lake.clean, CLEAN_SCHEMA, checked)
-    quarantined = written_rows(spark, lake.quarantine, QUARANTINE_SCHEMA, checked)
+    clean = written_rows(spark, lake.clean, CLEAN_SCHEMA, written[lake.clean], version)
+    quarantined = written_rows(spark, lake.quarantine, QUARANTINE_SCHEMA,
+                               written[lake.quarantine], version)
     for day in checked:
         if rows_in[day] != clean[day] + quarantined[day]:
             raise AccountingError(

@@ -12,6 +12,7 @@ from pyspark.sql.types import StructType
 
 from fraudops.core import storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
+from fraudops.core.publication import committed_paths, published
 from spark_jobs.schema import CLEAN_SCHEMA
 
 
@@ -41,19 +42,24 @@ def read_days(spark: SparkSession, lake: Lake, path: str, start: str, end: str,
     """Rows of the clean days from start to end of a day-partitioned dataset.
 
     Only those days' folders are opened: Spark never lists the rest of the history, so the
-    cost of a daily run does not grow with the number of days in the lake.
+    cost of a daily run does not grow with the number of days in the lake. The clean days
+    and their versions come from one read of clean_days.json.
     """
-    return read_partitions(spark, path, [d for d in clean_days(lake) if start <= d <= end],
-                           schema)
+    versions = published(path)
+    listed = sorted(versions) if path == lake.clean else clean_days(lake)
+    return read_partitions(spark, path, [d for d in listed if start <= d <= end], schema,
+                           versions)
 
 
-def read_partitions(spark: SparkSession, path: str, days: list[str],
-                    schema: StructType) -> DataFrame:
-    """The given days' folders of a dataset, read with its schema (no listing, no inference)."""
+def read_partitions(spark: SparkSession, path: str, days: list[str], schema: StructType,
+                    versions: dict[str, str] | None = None) -> DataFrame:
+    """The given days of a dataset as published (committed_paths), read with its schema (no
+    listing of other days, no inference). ``versions``: read those days' versions instead
+    (a run checking what it wrote, before its commit)."""
     if not days:
         return local_frame(spark, [], schema)
     return (spark.read.option("basePath", path).schema(schema)
-            .parquet(*[f"{path}/{PARTITION_COLUMN}={d}" for d in days]))
+            .parquet(*committed_paths(path, days, versions)))
 
 
 def read_clean(spark: SparkSession, lake: Lake, start: str, end: str) -> DataFrame:
@@ -65,8 +71,32 @@ def clean_days(lake: Lake) -> list[str]:
     return sorted(storage.read_json(lake.clean_days, default={}) or {})
 
 
+def stage_days(df: DataFrame | None, path: str, days: set[str], version: str) -> None:
+    """Write ``df``'s rows of ``days`` to the dataset at ``path`` as ``version``, unpublished.
+
+    Spark writes into the dataset's staging folder (hidden from readers), then each day moves
+    to its version folder inside the day's, where no reader looks until the dataset's index
+    names it (the run's commit; then collect removes what it replaced). A run that dies or is
+    fenced before its commit leaves files nobody reads.
+    """
+    lake = Lake.of_dataset(path)
+    staging = lake.staging(path, version)
+    storage.delete_dir(staging)
+    if days and df is not None:
+        wanted = [dt.date.fromisoformat(d) for d in sorted(days)]
+        df.where(F.col(PARTITION_COLUMN).isin(wanted)).write.mode("append").partitionBy(
+            PARTITION_COLUMN).parquet(staging)
+        for day in sorted(days):
+            written = lake.partition(staging, day)
+            if storage.exists(written):
+                storage.move_dir(written, lake.day_version(path, day, version))
+    storage.delete_dir(staging)
+
+
 def write_days(df: DataFrame | None, path: str, days: list[str], present: set[str]) -> None:
-    """Replace exactly ``days`` under ``path``: overwrite those with rows, delete the others.
+    """Replace exactly ``days`` under ``path`` in place: overwrite those with rows, delete the
+    others. For the datasets written in place (scores, alerts); the versioned ones (clean,
+    quarantine, the marts) are written with stage_days and published by their index.
 
     Locally this relies on dynamic partition overwrite (set in spark_jobs.session), so days
     outside ``days`` are never touched and a re-run replaces what the previous run wrote. On S3

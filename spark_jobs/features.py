@@ -22,6 +22,10 @@ those full days (under _state/windows: yesterday's sums, plus the day that enter
 days that leave), so it reads the edge days only: 4 clean days per mart whatever the length of
 history. Both ways run the same window sums over weighted rows and give the same marts;
 amounts are summed as whole cents, so the running sums are exact.
+
+The marts of a run are written as a version of its own and published together by one fenced
+commit of _state/marts.json (fraudops.core.publication): a run that dies before it leaves the
+marts readers see as they were.
 """
 
 from __future__ import annotations
@@ -39,14 +43,15 @@ from pyspark.sql.window import Window
 
 from fraudops.core import cli, faults, lease, scored, storage
 from fraudops.core import pending as pending_work
-from fraudops.core.lake import PARTITION_COLUMN, Lake, shift
+from fraudops.core.lake import PARTITION_COLUMN, Lake, shift, write_version
+from fraudops.core.publication import collect
 from fraudops.core.rawformat import DAY_SECONDS
 from spark_jobs import marts, schema
 from spark_jobs.datasets import (
     clean_days,
     read_clean,
     read_partitions,
-    write_days,
+    stage_days,
 )
 from spark_jobs.marts import LOOKBACK_DAYS, MartLayout, days_to_recompute
 from spark_jobs.schema import (
@@ -346,7 +351,7 @@ def run(spark: SparkSession, lake: Lake, changed: list[str], run_id: str | None 
             log.info("also rebuilding days an earlier run left pending: %s",
                      cli.span(sorted(set(owed) - set(changed))))
         todo = sorted(set(changed) | set(owed))
-        summary = _run(spark, lake, todo)
+        summary = _run(spark, lake, todo, write_version(held.run_id, held.token))
         scored.owe(lake, scored.rebuild_reasons(todo, summary["days"], summary["deleted_days"]),
                    run_id or "(by hand)")
         faults.point("features.after_marts")
@@ -355,7 +360,24 @@ def run(spark: SparkSession, lake: Lake, changed: list[str], run_id: str | None 
         return summary
 
 
-def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
+def _run(spark: SparkSession, lake: Lake, changed: list[str], version: str) -> dict:
+    """Write the marts of the days to recompute as ``version``, then publish them and drop the
+    deleted days' in one commit of the marts' index."""
+    index = lease.read_state(lake, lake.marts_index, default={}) or {}
+    summary = _write(spark, lake, changed, version)
+    days, deleted = summary["days"], summary["deleted_days"]
+    if days or deleted:
+        for mart in MARTS:
+            versions = {d: v for d, v in index.get(mart.name, {}).items() if d not in deleted}
+            index[mart.name] = dict(sorted({**versions, **dict.fromkeys(days, version)}.items()))
+        lease.write_state(lake, lake.marts_index, index)  # the commit
+        faults.point("features.after_commit")
+        for mart in MARTS:
+            collect(mart.path(lake), days, removed=deleted)
+    return summary
+
+
+def _write(spark: SparkSession, lake: Lake, changed: list[str], version: str) -> dict:
     available = clean_days(lake)
     days = days_to_recompute(changed, available)
     deleted = sorted(set(changed) - set(available))  # days whose rows were all quarantined
@@ -366,16 +388,14 @@ def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     summary = {"days": days, "deleted_days": deleted, "daily_step": daily}
     if deleted:
         log.info("removing features of days without clean rows: %s", cli.span(deleted))
-        for mart in MARTS:
-            write_days(None, mart.path(lake), deleted, set())
     if not days:
         log.info("no day to (re)compute")
         return summary
     if daily:
         day = days[0]
         log.info("daily step for %s: edge days and stored window sums only", day)
-        each_mart(lambda mart: write_days(daily_mart(spark, lake, mart, day, available),
-                                          mart.path(lake), days, set(days)))
+        each_mart(lambda mart: stage_days(daily_mart(spark, lake, mart, day, available),
+                                          mart.path(lake), set(days), version))
         return summary
     start, end = days[0], days[-1]
     log.info("computing features for %d day(s) %s..%s, reading clean from %s", len(days),
@@ -386,7 +406,7 @@ def _run(spark: SparkSession, lake: Lake, changed: list[str]) -> dict:
     )
 
     def build(mart: Mart) -> None:
-        write_days(full_mart(clean, mart), mart.path(lake), days, set(days))
+        stage_days(full_mart(clean, mart), mart.path(lake), set(days), version)
         if end == available[-1]:  # the next daily step starts from these sums
             save_sums(lake, mart, full_day_sums(clean, mart, mart.sums_day(end)),
                       mart.sums_day(end), keep=[])

@@ -1,14 +1,17 @@
 """The data-lake layout, defined once.
 
     <root>/raw/YYYY-MM-DD.txt                     daily raw files as delivered
-    <root>/clean/tx_date=YYYY-MM-DD/              clean transactions (Parquet)
-    <root>/quarantine/tx_date=.../reason=.../     rejected rows with their reason code
-    <root>/features/customer/tx_date=.../         customer mart, one row per transaction
-    <root>/features/terminal/tx_date=.../         terminal mart, one row per transaction
+    <root>/clean/tx_date=YYYY-MM-DD/<version>/    clean transactions (Parquet)
+    <root>/quarantine/tx_date=.../<version>/      rejected rows with their reason code
+    <root>/features/customer/tx_date=.../<version>/   customer mart, one row per transaction
+    <root>/features/terminal/tx_date=.../<version>/   terminal mart, one row per transaction
+    <root>/<dataset>/_staging/<version>/tx_date=.../  a run's days while it writes them
     <root>/scores/tx_date=.../                    scored transactions
     <root>/alerts/tx_date=.../                    the day's top-k alert list
     <root>/_state/manifest.json                   processed raw files (path, size, checksum)
-    <root>/_state/clean_days.json                 rows and id range of each clean day
+    <root>/_state/clean_days.json                 rows, id range and version of each clean day
+    <root>/_state/quarantine_days.json            the version of each quarantine day
+    <root>/_state/marts.json                      the version of each day of each mart
     <root>/_state/windows/<mart>/day=YYYY-MM-DD/  each mart's sums over its windows' full days
     <root>/_state/windows/<mart>.json             which of those days are current
     <root>/_state/runs/<step>/<run_id>.json       one summary per step run
@@ -17,6 +20,13 @@
     <root>/_state/pending/score.json              days whose scores are owed (again), and why
     <root>/_state/scores.json                     each scored day: model version, run, restatements
     <root>/_state/lease.json                      the one writer of the state (fraudops.core.lease)
+
+The versioned datasets (VERSIONED) are published by a state commit: a run writes its days
+under a version of its own (a folder inside each day's, named by write_version, that no reader
+resolves), then one fenced write of the dataset's index (clean_days.json, marts.json,
+quarantine_days.json) points readers at them. A day that the index lists without a version is
+read from its folder's own files (a lake written before versions). Readers resolve the folders
+with spark_jobs.datasets.committed_paths; docs/data.md, "Atomic publication".
 
 The root is a local path by default and ``s3a://bucket/prefix`` in the cloud. Only this module
 and fraudops.core.storage know the difference.
@@ -31,6 +41,9 @@ from fraudops.core import config
 
 RAW_SUFFIX = ".txt"
 PARTITION_COLUMN = "tx_date"
+STAGING = "_staging"  # hidden from Spark's and pyarrow's listings (a leading underscore)
+# Datasets published by version, and the state file that names each day's version.
+VERSIONED = ("clean", "quarantine", "features/customer", "features/terminal")
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,44 @@ class Lake:
     def lease(self) -> str:
         return self.path("_state", "lease.json")
 
+    @property
+    def quarantine_days(self) -> str:
+        """The version of each quarantine day (clean_days.json holds the clean days')."""
+        return self.path("_state", "quarantine_days.json")
+
+    @property
+    def marts_index(self) -> str:
+        """The version of each day of each feature mart."""
+        return self.path("_state", "marts.json")
+
+    def index_of(self, dataset_path: str) -> tuple[str, str] | None:
+        """(state file, key in it) naming the versions of a versioned dataset's days; None for
+        a dataset written in place (scores, alerts)."""
+        if dataset_path == self.clean:
+            return self.clean_days, ""
+        if dataset_path == self.quarantine:
+            return self.quarantine_days, ""
+        for mart in ("customer", "terminal"):
+            if dataset_path == self.path("features", mart):
+                return self.marts_index, mart
+        return None
+
+    @classmethod
+    def of_dataset(cls, dataset_path: str) -> Lake | None:
+        """The lake a versioned dataset's path belongs to (None for any other path)."""
+        for name in VERSIONED:
+            if dataset_path.rstrip("/").endswith("/" + name):
+                return cls(dataset_path.rstrip("/")[:-len(name) - 1])
+        return None
+
+    def staging(self, dataset_path: str, version: str) -> str:
+        return f"{dataset_path}/{STAGING}/{version}"
+
+    def day_version(self, dataset_path: str, day: str, version: str | None) -> str:
+        """A day's folder as published: its version's folder, or the day's own (no version)."""
+        folder = self.partition(dataset_path, day)
+        return f"{folder}/{version}" if version else folder
+
     def run_summary(self, step: str, run_id: str) -> str:
         return self.path("_state", "runs", step, f"{run_id}.json")
 
@@ -129,6 +180,13 @@ class Lake:
 
     def partition(self, dataset: str, day: str) -> str:
         return f"{dataset}/{PARTITION_COLUMN}={day}"
+
+
+def write_version(run_id: str, token: str) -> str:
+    """The folder name of one run's writes: the run id and the start of its lease's token (a
+    retry of the same run id writes elsewhere). No '=' and no leading '_' or '.', so that
+    Spark and pyarrow read it as part of its day's folder."""
+    return f"{run_id}-{token[:8]}"
 
 
 def shift(day: str, days: int) -> str:

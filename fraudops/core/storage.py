@@ -292,6 +292,38 @@ def write_json(path: str, value: Any) -> None:
     write_bytes(path, json_bytes(value))
 
 
+def list_children(prefix: str) -> tuple[list[str], list[str]]:
+    """(folders, files) directly below ``prefix``, by name, sorted; nothing where it is not."""
+    filesystem, base, _ = _resolve(prefix)
+    selector = pafs.FileSelector(base, allow_not_found=True, recursive=False)
+    folders, files = [], []
+    for info in filesystem.get_file_info(selector):
+        if info.type == pafs.FileType.Directory:
+            folders.append(info.base_name)
+        elif info.type == pafs.FileType.File:
+            files.append(info.base_name)
+    return sorted(folders), sorted(files)
+
+
+def move_dir(source: str, target: str) -> None:
+    """Move a folder to a new name (whose parent may not exist yet).
+
+    Locally one rename. S3 has no rename: each object is copied, then deleted (the cost of
+    writing the data twice, paid by a run's writes only, never by readers).
+    """
+    filesystem, src, _ = _resolve(source)
+    _, dst, _ = _resolve(target)
+    filesystem.create_dir(dst.rsplit("/", 1)[0], recursive=True)
+    if isinstance(filesystem, pafs.LocalFileSystem):
+        os.rename(src, dst)
+        return
+    selector = pafs.FileSelector(src, recursive=True)
+    for info in filesystem.get_file_info(selector):
+        if info.type == pafs.FileType.File:
+            filesystem.copy_file(info.path, dst + info.path[len(src):])
+    filesystem.delete_dir(src)
+
+
 def delete_dir(path: str) -> None:
     filesystem, base, _ = _resolve(path)
     if filesystem.get_file_info(base).type != pafs.FileType.NotFound:

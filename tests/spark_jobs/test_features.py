@@ -314,8 +314,8 @@ def test_daily_steps_from_stored_sums_equal_a_full_recompute(spark, tmp_path, sa
     read = []
     real = features.read_partitions
     monkeypatch.setattr(features, "read_partitions",
-                        lambda spark, path, ds, schema: read.append(ds) or real(spark, path, ds,
-                                                                                schema))
+                        lambda spark, path, ds, schema, versions=None: read.append(ds)
+                        or real(spark, path, ds, schema, versions))
     storage.write_json(daily.clean_days, {d: index[d] for d in index if d <= days[41]})
     features.run(spark, daily, [d for d in days if d <= days[41]])  # sums for days[42]
     steps = {}

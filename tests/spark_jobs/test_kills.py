@@ -52,7 +52,7 @@ def snapshot(lake: Lake, step: str, run_id: str) -> dict:
     state = {
         "manifest": {name: {k: v for k, v in entry.items() if k not in ("processed_at", "path")}
                      for name, entry in (storage.read_json(lake.manifest) or {}).items()},
-        "clean_days": storage.read_json(lake.clean_days),
+        "clean_days": unversioned(storage.read_json(lake.clean_days)),
         "pending": storage.read_json(lake.features_pending),
         "summary": storage.read_json(lake.run_summary(step, run_id)),
         "lease": os.path.exists(lake.lease),
@@ -64,6 +64,12 @@ def snapshot(lake: Lake, step: str, run_id: str) -> dict:
                       for day in days})
     state.update({name: _frame(getattr(lake, name)) for name in DATASETS})
     return state
+
+
+def unversioned(days: dict | None) -> dict | None:
+    """clean_days.json without the versions, which name the run that wrote each day."""
+    return None if days is None else {
+        day: {k: v for k, v in stats.items() if k != "version"} for day, stats in days.items()}
 
 
 def assert_same(got: dict, want: dict) -> None:

@@ -21,10 +21,10 @@ import pytest
 
 from fraudops.core import faults, lease, rawfiles, storage
 from fraudops.core.lake import Lake
-from spark_jobs import clean
+from spark_jobs import clean, datasets
 from tests.paths import REPO
 from tests.spark_jobs.rawlines import row, write_raw
-from tests.spark_jobs.test_kills import _killed
+from tests.spark_jobs.test_kills import _killed, unversioned
 
 D1, D2, D3 = "2018-04-01", "2018-04-02", "2018-04-03"
 # What a fresh clean decides about a file; the run, the time and the status say how it got there.
@@ -53,7 +53,7 @@ def lake_contents(lake: Lake) -> dict:
     return {
         "clean": _rows(lake.clean),
         "quarantine": _rows(lake.quarantine, drop=("run_id",)),
-        "clean_days": storage.read_json(lake.clean_days, default={}) or {},
+        "clean_days": unversioned(storage.read_json(lake.clean_days, default={}) or {}),
         "manifest": {name: {k: entry.get(k) for k in OUTCOME} for name, entry in manifest.items()},
     }
 
@@ -204,6 +204,37 @@ def test_a_run_killed_after_publishing_a_changed_day_then_the_file_restored(spar
     _write_bytes(lake, D1, original)  # restored: the bytes the manifest recorded
     clean.run(lake, None, "r2", spark)  # the retry
 
+    assert_equals_a_fresh_clean(spark, lake, tmp_path)
+
+
+def _clean_rows(spark, lake: Lake) -> pd.DataFrame:
+    """The clean rows as the steps read them (spark_jobs.datasets, the committed versions)."""
+    days = datasets.clean_days(lake)
+    if not days:
+        return pd.DataFrame()
+    rows = datasets.read_clean(spark, lake, days[0], days[-1]).toPandas()
+    return rows.sort_values("transaction_id").reset_index(drop=True)
+
+
+def test_a_run_killed_before_its_commit_leaves_readers_the_old_lake(spark, lake, tmp_path):
+    """D1 is corrected (same ids, other amounts and labels) and D3 arrives; the run that cleans
+    them dies after writing their clean rows, before its commit. Readers see the lake as it
+    was, not half of the run; the retry publishes the days and collects what the dead run
+    left, so that even a reader of the whole folder finds a fresh clean."""
+    write_raw(lake, D1, [row(1, _at(D1, 9)), row(2, _at(D1, 10))])
+    write_raw(lake, D2, [row(3, _at(D2, 9))])
+    clean.run(lake, None, "r1", spark)
+    before = _clean_rows(spark, lake)
+    write_raw(lake, D1, [row(1, _at(D1, 9), amount="55.00", fraud=1, scenario=2),
+                         row(2, _at(D1, 10), amount="77.00")])
+    write_raw(lake, D3, [row(4, _at(D3, 9))])
+
+    _killed("spark_jobs.clean", lake, "r2", "clean.between_clean_and_quarantine")
+
+    assert datasets.clean_days(lake) == [D1, D2]
+    pd.testing.assert_frame_equal(_clean_rows(spark, lake), before)
+    clean.run(lake, None, "r2", spark)  # the retry
+    assert sorted(_clean_rows(spark, lake)["tx_amount"]) == [10.0, 10.0, 55.0, 77.0]
     assert_equals_a_fresh_clean(spark, lake, tmp_path)
 
 

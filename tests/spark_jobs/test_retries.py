@@ -114,7 +114,7 @@ def test_a_failed_features_run_leaves_its_days_to_the_next_run(spark, tmp_path, 
     def broken(*args, **kwargs):
         raise RuntimeError("injected: the features job dies while writing")
     with monkeypatch.context() as patch:
-        patch.setattr(features, "write_days", broken)
+        patch.setattr(features, "stage_days", broken)
         with pytest.raises(RuntimeError, match="injected"):
             features.run(spark, lake, second["changed_dates"])
     assert pending.features_days(lake) == [changed_day]  # still owed
@@ -140,9 +140,10 @@ def test_readers_refuse_marts_that_miss_rows_of_a_day(spark, tmp_path):
 
     day = days[3]
     folder = f"{features.TERMINAL.path(lake)}/tx_date={day}"
-    for name in os.listdir(folder):
-        if name.endswith(".parquet"):
-            os.remove(os.path.join(folder, name))  # a lost or never-committed file
+    for place, _, names in os.walk(folder):
+        for name in names:
+            if name.endswith(".parquet"):
+                os.remove(os.path.join(place, name))  # a lost or never-committed file
     for reader in (promote.labeled_features, score.labeled_features,
                    lambda s, lk, a, b: train.window_data(s, lk, Period(a, b))):
         with pytest.raises(marts.IncompleteFeatures, match=day):
