@@ -109,7 +109,7 @@ def fraud_retraining():
         from fraudops.orchestration.arrivals import clean_summary
 
         ctx = run_context(get_current_context(), SETTINGS)
-        summary = clean_summary(Lake(ctx.lake_root), ctx.safe_run_id)
+        summary = clean_summary(Lake(ctx.lake_root), ctx.safe_run_id, until=ctx.ds)
         log.info("clean summary: %s", summary)
         go_on = summary["has_new_rows"] or summary.get("features_pending")
         return "features" if go_on else "no_new_rows"

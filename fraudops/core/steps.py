@@ -37,7 +37,9 @@ class RunContext:
 
     @property
     def safe_run_id(self) -> str:
-        return safe_id(self.run_id)
+        """The run id as the steps, their files and their Kubernetes objects name the run: one
+        per Airflow run id (unique_id), so two runs never share a summary or a name."""
+        return unique_id(self.run_id)
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,8 @@ _ID_HASH_LENGTH = 8
 
 
 def safe_id(value: str) -> str:
-    """A name usable in file names, Kubernetes names and MLflow tags (lossy: ``Retrain.1`` and
-    ``retrain_1`` give one name; unique_id keeps them apart)."""
+    """A fixed name (a DAG id, a step) usable in Kubernetes names. Lossy: ``Retrain.1`` and
+    ``retrain_1`` give one name, so run ids go through unique_id instead."""
     return re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:SAFE_ID_LENGTH]
 
 

@@ -27,12 +27,16 @@ def new_raw_files(lake: Lake, ds: str) -> list[str]:
     return rawfiles.unseen_files(lake, ds)
 
 
-def clean_summary(lake: Lake, safe_run_id: str) -> dict[str, Any]:
-    """The clean step's summary of this run; without it the step broke its contract."""
+def clean_summary(lake: Lake, safe_run_id: str, until: str | None = None) -> dict[str, Any]:
+    """The clean step's summary of this run; without it the step broke its contract. Given
+    ``until`` (the run's day), a summary of another request under the same id is refused."""
     from fraudops.core import storage
 
     path = lake.run_summary("clean", safe_run_id)
     summary = storage.read_json(path)
     if not isinstance(summary, dict) or "has_new_rows" not in summary:
         raise RuntimeError(f"clean did not write its run summary (with has_new_rows) to {path}")
+    if until is not None and summary.get("until") != until:
+        raise RuntimeError(f"{path} answers clean --until {summary.get('until')}, not {until}: "
+                           "the run id names another request")
     return summary

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from fraudops.core import config, storage
 from fraudops.core.lake import Lake
-from fraudops.core.steps import safe_id
+from fraudops.core.steps import unique_id
 from fraudops.model.profile import PRODUCTION
 from fraudops.orchestration.local_airflow import LocalAirflow
 from fraudops.orchestration.settings import step_args_env
@@ -114,7 +114,7 @@ def run_path(states: dict[str, str | None]) -> str:
 
 def summary_row(lake: Lake, airflow: LocalAirflow, day: str) -> dict:
     run = airflow.dag_run(day)
-    run_id = safe_id(run.run_id)
+    run_id = unique_id(run.run_id)
     cleaned = storage.read_json(lake.run_summary("clean", run_id)) or {}
     trained = storage.read_json(lake.run_summary("train", run_id)) or {}
     promoted = storage.read_json(lake.run_summary("promote", run_id)) or {}

@@ -13,7 +13,7 @@ import pytest
 
 from fraudops.core import storage
 from fraudops.core.lake import Lake
-from fraudops.core.steps import STEPS, RunContext, safe_id
+from fraudops.core.steps import STEPS, RunContext, unique_id
 from fraudops.orchestration.arrivals import clean_summary, new_raw_files
 from fraudops.orchestration.local_airflow import airflow_settings, local_airflow_env
 from fraudops.orchestration.timing import ARRIVED, MISSING
@@ -175,15 +175,28 @@ def test_a_file_after_its_deadline_is_cleaned_by_the_next_run(local_dag, monkeyp
 def test_has_new_rows_follows_the_clean_summary_of_the_run(local_dag, monkeypatch):
     lake = Lake(local_dag.get_task("clean").settings.lake_root)
     run_id = "scheduled__2018-04-02T00:00:00+00:00"
-    summary = lake.run_summary("clean", safe_id(run_id))
-    storage.write_json(summary, {"has_new_rows": True, "new_files": 1})
+    summary = lake.run_summary("clean", unique_id(run_id))
+    day = {"until": "2018-04-02"}
+    storage.write_json(summary, {"has_new_rows": True, "new_files": 1, **day})
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "features"
-    storage.write_json(summary, {"has_new_rows": False, "new_files": 1})
+    storage.write_json(summary, {"has_new_rows": False, "new_files": 1, **day})
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "no_new_rows"
     # Days a failed features run left to rebuild: features runs without new rows too.
     storage.write_json(summary, {"has_new_rows": False, "new_files": 0,
-                                 "features_pending": ["2018-03-30"]})
+                                 "features_pending": ["2018-03-30"], **day})
     assert _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id) == "features"
+
+
+def test_has_new_rows_refuses_a_summary_of_another_request(local_dag, monkeypatch):
+    """Two Airflow run ids that the old safe_id mapped alike now name two summaries; and a
+    summary written for another day under this run's id does not answer this run."""
+    lake = Lake(local_dag.get_task("clean").settings.lake_root)
+    run_id = "manual__2018-04-02"
+    assert unique_id(run_id) != unique_id("manual--2018-04-02")
+    storage.write_json(lake.run_summary("clean", unique_id(run_id)),
+                       {"has_new_rows": True, "new_files": 1, "until": "2018-04-01"})
+    with pytest.raises(Exception, match="another request"):
+        _branch(local_dag, "has_new_rows", monkeypatch, "2018-04-02", run_id)
 
 
 def test_dags_test_kills_a_run_that_hangs_without_output(tmp_path, monkeypatch):

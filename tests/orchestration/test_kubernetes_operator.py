@@ -11,7 +11,7 @@ import pytest
 import yaml
 from kubernetes.client.rest import ApiException
 
-from fraudops.core.steps import STEPS, RunContext, safe_id
+from fraudops.core.steps import STEPS, RunContext, unique_id
 from fraudops.orchestration.spark_application import build_spark_application
 from tests.paths import REPO
 
@@ -91,7 +91,7 @@ def test_rendered_template_shows_the_application(kubernetes_dag):
     operator.render_template_fields(airflow_context(kubernetes_dag, "train"))
     assert operator.template_spec["metadata"]["name"].startswith("fraud-retraining-train-")
     assert operator.template_spec["spec"]["arguments"][-2:] == ["--as-of", "2018-04-02"]
-    assert safe_id(RUN_ID) in operator.template_spec["spec"]["arguments"]
+    assert unique_id(RUN_ID) in operator.template_spec["spec"]["arguments"]
 
 
 def test_operator_is_configured_to_clean_up_and_stream_logs(kubernetes_dag):

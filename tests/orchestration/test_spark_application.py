@@ -11,7 +11,7 @@ import yaml
 
 from fraudops.core import config
 from fraudops.core.platform import platform
-from fraudops.core.steps import STEPS, RunContext, safe_id
+from fraudops.core.steps import STEPS, RunContext, unique_id
 from fraudops.orchestration import spark_application as sa
 from fraudops.orchestration.settings import load_settings
 
@@ -120,7 +120,7 @@ def test_application_is_placed_on_the_spark_pool_with_platform_names(settings, c
             }
         ]
         assert pod["labels"]["fraudops.io/step"] == "train"
-        assert pod["labels"]["fraudops.io/run-id"] == safe_id(RUN_ID)
+        assert pod["labels"]["fraudops.io/run-id"] == unique_id(RUN_ID)
 
 
 def test_secrets_are_referenced_never_inlined(monkeypatch, settings, ctx):
@@ -193,19 +193,28 @@ def test_cloud_defaults_point_at_the_platform(settings):
 )
 @pytest.mark.parametrize("name", sorted(STEPS))
 def test_names_are_dns_1035_labels_unique_per_step_and_run(name, run_id):
-    app_name = sa.application_name("fraud_retraining", name, safe_id(run_id))
+    app_name = sa.application_name("fraud_retraining", name, unique_id(run_id))
     assert len(app_name) <= 63
     assert sa._DNS_1035_LABEL.match(app_name)
     assert app_name.startswith(f"fraud-retraining-{name}-")
     other_run = sa.application_name(
-        "fraud_retraining", name, safe_id(run_id.replace("2018", "2019").replace("2026", "2027"))
+        "fraud_retraining", name, unique_id(run_id.replace("2018", "2019").replace("2026", "2027"))
     )
     assert other_run != app_name
 
 
 def test_short_names_are_kept_whole():
-    assert sa.application_name("fraud_retraining", "clean", safe_id(RUN_ID)) == (
-        "fraud-retraining-clean-scheduled-2018-04-02t00-00-00-00-00"
+    assert sa.application_name("fraud_retraining", "clean", unique_id("r-2018-04-02")) == (
+        "fraud-retraining-clean-r-2018-04-02"
+    )
+
+
+def test_a_scheduled_runs_name_is_cut_and_hashed():
+    """unique_id keeps a hash of the Airflow run id; the name, too long then, is cut and ends
+    with a hash of the whole name."""
+    assert unique_id(RUN_ID) == "scheduled-2018-04-02t00-00-00-00-00-9dbc277d"
+    assert sa.application_name("fraud_retraining", "clean", unique_id(RUN_ID)) == (
+        "fraud-retraining-clean-scheduled-2018-04-02t00-00-00-0-85c52331"
     )
 
 

@@ -19,7 +19,7 @@ import pytest
 
 from fraudops.core import storage
 from fraudops.core.lake import Lake, shift
-from fraudops.core.steps import STEPS, RunContext, safe_id
+from fraudops.core.steps import STEPS, RunContext, unique_id
 from fraudops.orchestration import spark_application as sa
 from fraudops.orchestration.settings import load_settings
 from fraudops.simulator.generate import generate_lake
@@ -86,7 +86,7 @@ def test_clean_and_features_run_as_their_sparkapplications_say(tmp_path, monkeyp
     for name in ("clean", "features"):
         result = submit(sa.build_spark_application(STEPS[name], ctx, settings), tmp_path)
         assert result.returncode == 0, f"{name}:\n{result.stderr[-4000:]}"
-    summary = storage.read_json(lake.run_summary("clean", safe_id(RUN_ID)))
+    summary = storage.read_json(lake.run_summary("clean", unique_id(RUN_ID)))
     assert summary["has_new_rows"] and len(summary["changed_dates"]) == DAYS
     # Each step left its event log, as the Spark History Server reads them (rolling folders).
     assert len(list((tmp_path / "spark-events").glob("eventlog_v2_*"))) == 2
