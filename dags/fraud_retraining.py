@@ -5,13 +5,14 @@ wait_for_raw_file ── detect_new_files ─┬─ day_missing (beside one of t
                                        └─ clean ── has_new_rows ─┬─ no_new_rows
                                                                  └─ features ── train ─┐
     ┌──────────────────────────────────────────────────────────────────────────────────┘
-    └─ promote ── score ── report
+    └─ promote ── score ── report ── retention (also after no_new_data or no_new_rows)
 
 The run for a day starts once the day has ended and waits for the day's raw file until its
 arrival deadline, giving its worker slot back between looks. It then cleans every raw file that
 arrived by its day and is not processed yet, late ones too; a day whose file did not come in
 time shows day_missing, and its file is cleaned by the first run after it arrives. Without a
 new file, or when the new files hold no new valid row, the run ends on a visible skip path.
+Every path ends with retention (docs/data.md, "Retention").
 Each Spark step runs as a SparkApplication on Kubernetes (FRAUDOPS_BACKEND=kubernetes) or as
 ``python -m`` on local[*] (the default); the graph is the same either way. Timing and
 configuration: docs/dag.md.
@@ -44,6 +45,8 @@ SETTINGS = load_settings()
 NAMES = platform()
 OUTLETS = step_outlets(Lake(SETTINGS.lake_root), NAMES["mlflow"]["model_name"])
 CHECK_TIMEOUT = timedelta(minutes=10)
+# Steps that follow several branches: they run when one of them ran and none failed.
+AFTER_ANY_PATH = {"retention": {"trigger_rule": "none_failed_min_one_success"}}
 ARRIVAL_POKE_INTERVAL = timedelta(minutes=10)  # between two looks for the day's raw file
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,8 @@ def fraud_retraining():
 
     steps = {
         name: spark_step(step, SETTINGS, outlets=OUTLETS.get(name, []),
-                         **({"pool": NAMES["airflow"][step.pool]} if step.pool else {}))
+                         **({"pool": NAMES["airflow"][step.pool]} if step.pool else {}),
+                         **AFTER_ANY_PATH.get(name, {}))
         for name, step in STEPS.items()
     }
     no_new_data = EmptyOperator(task_id="no_new_data", execution_timeout=CHECK_TIMEOUT)
@@ -130,6 +134,8 @@ def fraud_retraining():
     detect_new_files(wait_for_raw_file()) >> [steps["clean"], no_new_data, day_missing]
     steps["clean"] >> has_new_rows() >> [steps["features"], no_new_rows]
     chain(*(steps[name] for name in ("features", "train", "promote", "score", "report")))
+    # Retention runs every day, whichever path the run took, once nothing before it failed.
+    [steps["report"], no_new_rows, no_new_data] >> steps["retention"]
 
 
 def utcnow() -> datetime:

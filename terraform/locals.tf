@@ -76,6 +76,7 @@ locals {
   # puts daily scores under <root>/scores.
   lake_prefix        = "lake"
   lake_scores_prefix = "${local.lake_prefix}/scores/"
+  lake_alerts_prefix = "${local.lake_prefix}/alerts/"
 
   # Every step's Spark event log goes to s3a://<lake bucket>/<event_log_prefix>/ (the
   # SparkApplication template), one eventlog_v2_<app id>/ folder per application (rolling event

@@ -40,6 +40,20 @@ resource "yandex_storage_bucket" "lake" {
     }
   }
 
+  # A day's alert list goes with its scores.
+  lifecycle_rule {
+    id      = "expire-old-alerts"
+    enabled = true
+
+    filter {
+      prefix = local.lake_alerts_prefix
+    }
+
+    expiration {
+      days = var.lake_retention.scores_days
+    }
+  }
+
   # The Spark event logs: each application's folder, whole; the marker object stays.
   lifecycle_rule {
     id      = "expire-spark-event-logs"
@@ -54,6 +68,8 @@ resource "yandex_storage_bucket" "lake" {
     }
   }
 
+  # Replaced and deleted objects (state rewrites, lease renewals, collected versions of days)
+  # stay recoverable for a few days; a delete marker with no version left behind it goes too.
   lifecycle_rule {
     id                                     = "expire-overwritten-versions"
     enabled                                = true
@@ -61,6 +77,10 @@ resource "yandex_storage_bucket" "lake" {
 
     noncurrent_version_expiration {
       days = var.lake_retention.noncurrent_version_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
     }
   }
 }
@@ -108,6 +128,10 @@ resource "yandex_storage_bucket" "mlflow_artifacts" {
 
     noncurrent_version_expiration {
       days = var.mlflow_noncurrent_version_days
+    }
+
+    expiration {
+      expired_object_delete_marker = true
     }
   }
 }

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from fraudops.core.steps import STEPS
 from tests.paths import REPO
 
 OURS = ("fraudops", "spark_jobs", "dags", "benchmarks", "tests")
@@ -92,9 +93,8 @@ def copied_packages(image: str) -> set[str]:
 
 KNOWN = modules("fraudops", "spark_jobs", "dags")
 ENTRY_POINTS = {
-    "spark": ["spark_jobs.clean", "spark_jobs.features", "spark_jobs.train",
-              "spark_jobs.promote", "spark_jobs.score", "spark_jobs.report",
-              "spark_jobs.entry", "fraudops.model.rollback"],
+    "spark": [step.module for step in STEPS.values()]
+    + ["spark_jobs.entry", "fraudops.model.rollback"],
     "airflow": ["dags.fraud_retraining"],
 }
 # Run on a developer's machine and by the tests only: no image carries them (.dockerignore).

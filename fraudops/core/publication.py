@@ -5,7 +5,7 @@ A run writes its days of clean, quarantine or a mart under a version of its own
 index (fraudops.core.lake, "versioned datasets"). Every reader resolves the folders it reads
 with committed_paths, so files that a failed or fenced run left are never read; collect deletes
 them, and the versions a commit replaced: the writer after its commit, for the days it wrote,
-and the retention step (fraudops.core.retention) for every day. No PySpark here: DuckDB, the
+and the retention step (spark_jobs.retention) for every day. No PySpark here: DuckDB, the
 Airflow side and the retention step resolve the same way.
 """
 

@@ -107,6 +107,7 @@ _STEP_ARGS = {
     "promote": lambda ctx: ["--as-of", ctx.ds],
     "score": lambda ctx: ["--date", ctx.ds],
     "report": lambda ctx: [],
+    "retention": lambda ctx: [],
 }
 
 _TRAINING = Resources(driver_memory="4g", executor_memory="6g", min_executors=1,
@@ -126,5 +127,10 @@ STEPS: dict[str, Step] = {
         Step("score", "spark_jobs.score", "Score every arrived day with the champion",
              uses_champion=True),
         Step("report", "spark_jobs.report", "Metric-history report"),
+        # Deletes what the lake's state no longer names: one writer at a time, like clean.
+        Step("retention", "spark_jobs.retention",
+             "Delete old run records, unpublished files, unused model versions",
+             Resources(driver_memory="1g", max_executors=1, dynamic_allocation=False),
+             writes_lake_state=True),
     )
 }

@@ -50,8 +50,8 @@ def test_overlapping_runs_share_one_slot_for_the_lake_and_one_for_the_champion(m
     dag = _scheduled(load_dag(monkeypatch, FRAUDOPS_BACKEND="local")[0])
     pools = {task.task_id: task.pool for task in dag.tasks}
     names = platform()["airflow"]
-    assert {t for t, p in pools.items() if p == names["lake_writer_pool"]} == {"clean",
-                                                                             "features"}
+    assert {t for t, p in pools.items() if p == names["lake_writer_pool"]} == {
+        "clean", "features", "retention"}
     assert {t for t, p in pools.items() if p == names["model_pool"]} == {"promote", "score"}
     # The DAG's own max_active_runs holds scheduled runs to one; a backfill has its own limit
     # (default 10), which the pools above make safe.

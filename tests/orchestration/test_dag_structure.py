@@ -28,6 +28,9 @@ EXPECTED_EDGES = {
     ("train", "promote"),
     ("promote", "score"),
     ("score", "report"),
+    ("report", "retention"),
+    ("no_new_rows", "retention"),
+    ("no_new_data", "retention"),
 }
 EXPECTED_TASKS = {task for edge in EXPECTED_EDGES for task in edge}
 BACKENDS = ("local", "kubernetes")
@@ -160,7 +163,7 @@ def test_the_dag_file_holds_no_secret():
 def test_the_lake_writing_tasks_share_a_pool_of_one_slot_that_the_chart_creates(local_dag):
     pool = platform()["airflow"]["lake_writer_pool"]
     writers = {name for name, step in STEPS.items() if step.writes_lake_state}
-    assert writers == {"clean", "features"}
+    assert writers == {"clean", "features", "retention"}
     assert {task.task_id for task in local_dag.tasks if task.pool == pool} == writers
     values = yaml.safe_load((REPO / "charts" / "airflow-values.yaml").read_text())
     script = " ".join(values["migrateDatabaseJob"]["args"])

@@ -8,7 +8,8 @@ from tests.orchestration.test_dag_run import MISSING_PATH, SKIP_PATH
 # The task states test_dag_run.py checks on real `airflow dags test` runs, and those of a run
 # through the model steps.
 TRAINED = {**SKIP_PATH, "no_new_data": "skipped", **{t: "success" for t in (
-    "clean", "has_new_rows", "features", "train", "promote", "score", "report")}}
+    "clean", "has_new_rows", "features", "train", "promote", "score", "report",
+    "retention")}}
 
 
 def test_the_path_of_each_kind_of_run():

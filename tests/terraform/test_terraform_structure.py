@@ -306,9 +306,14 @@ def test_buckets_are_encrypted_and_private(bucket):
 
 @pytest.mark.parametrize("bucket", ["lake", "mlflow_artifacts"])
 def test_data_buckets_are_versioned_with_bounded_history(bucket):
+    """Replaced and deleted objects expire after a while, and so do the delete markers left
+    with no version behind them (on S3 the marker of a deleted key is itself kept otherwise)."""
     body = hcl.resource(f"yandex_storage_bucket.{bucket}").body
     assert hcl.one(body["versioning"])["enabled"] is True
-    assert any("noncurrent_version_expiration" in rule for rule in body["lifecycle_rule"])
+    (rule,) = [rule for rule in body["lifecycle_rule"]
+               if "noncurrent_version_expiration" in rule]
+    assert rule["enabled"] is True and "filter" not in rule  # the whole bucket
+    assert hcl.one(rule["expiration"]) == {"expired_object_delete_marker": True}
 
 
 def test_old_scores_expire_where_the_lake_writes_them():
@@ -317,10 +322,13 @@ def test_old_scores_expire_where_the_lake_writes_them():
         "${yandex_storage_bucket.lake.bucket}", lake_bucket)
     scores_key_prefix = Lake(lake_root).scores.removeprefix(f"s3a://{lake_bucket}/") + "/"
     rules = hcl.resource("yandex_storage_bucket.lake").body["lifecycle_rule"]
-    expiring = [rule for rule in rules if "expiration" in rule]
+    expiring = [rule for rule in rules if "days" in hcl.one(rule.get("expiration", [{}]))]
+    alerts_key_prefix = Lake(lake_root).alerts.removeprefix(f"s3a://{lake_bucket}/") + "/"
     assert [hcl.resolve(hcl.one(rule["filter"])["prefix"]) for rule in expiring] == [
-        scores_key_prefix, "spark-events/eventlog_v2_"]
+        scores_key_prefix, alerts_key_prefix, "spark-events/eventlog_v2_"]
     assert scores_key_prefix == "lake/scores/"
+    # A day's alerts go with its scores.
+    assert hcl.one(expiring[0]["expiration"]) == hcl.one(expiring[1]["expiration"])
 
 
 def test_spark_event_logs_expire_and_their_marker_stays():
