@@ -2,9 +2,13 @@
 
     python -m spark_jobs.promote --as-of 2018-05-10 --run-id <the train run's id>
 
-The challenger is the version the training step of the same run registered. Both models score
-the same test window; every metric is computed for both, and a t interval of the mean per-day
-difference in the primary metric decides. The challenger must pass absolute gates; with a
+The challenger is the version the training step of the same run registered. Each version is
+measured by its evaluation model (spark_jobs.train: its configuration fitted on data that end a
+label delay before its own test window, as its serving refit's data end a label delay before
+the days it scores), on the challenger's test window, whose labels are known on --as-of: neither
+side has seen those days, and each is as stale as it will be when serving (docs/model-loop.md).
+Every metric is computed for both, and a t interval of the mean per-day difference in the
+primary metric decides. The challenger must pass absolute gates; with a
 champion in place the policy must hold too (default `ci`: the interval's lower bound is above
 zero over enough days, or above a non-inferiority margin against an old champion, and card
 precision@100 not lower by more than a margin: profile.yaml promotion; `better`: a plain
@@ -40,13 +44,13 @@ SUMMARY_ARTIFACT = "promote_summary.json"
 
 def paired_scores(spark, lake: Lake, test: dict, challenger: str, champion: str | None):
     data = labeled_features(spark, lake, test["start"], test["end"]).persist()
-    challenger_model = loading.load_version(challenger)
+    challenger_model = loading.load_evaluation(challenger)
     laps.lap("load challenger")
     challenger_scored = evaluation.score_frame(challenger_model, data)
     laps.lap("score challenger")
     champion_scored = None
     if champion is not None:
-        champion_model = loading.load_version(champion)
+        champion_model = loading.load_evaluation(champion)
         laps.lap("load champion")
         champion_scored = evaluation.score_frame(champion_model, data)
         laps.lap("score champion")
@@ -91,7 +95,7 @@ def decide(spark, lake: Lake, as_of: str, run_id: str, trained: dict,
     champion_before = loading.alias_version(registry.CHAMPION)
     champion = None if champion_before == challenger else champion_before
     test = trained["split"]["test"]
-    challenger_end = trained["split"]["train"]["end"]
+    challenger_end = trained["serving"]["end"]  # what the challenger serves with
     champion_window = champion and registry.training_window(mlflow.MlflowClient(),
                                                             tracking.MODEL_NAME, champion)
     older = champion and registry.older_than_champion(challenger_end, champion_window, champion)

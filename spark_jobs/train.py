@@ -1,22 +1,25 @@
-"""Training job: a challenger fitted on the latest window, evaluated on the latest week.
+"""Training job: a challenger measured on the latest matured week, refitted through it to serve.
 
     python -m spark_jobs.train --as-of 2018-05-10            # tunes or refits (auto)
     python -m spark_jobs.train --as-of 2018-05-10 --tune     # grid search now
 
 The production profile (fraudops/model/profile.yaml, logged with every run) sets the windows,
-the grid and when to tune. The window ending on --as-of is split by time, never at random:
---train-days of training, a --delay-days gap (labels there would not be known yet in real
-life), then --test-days of test; warm-up days (feature windows that reach before the lake's first
-day) are left out of training. Then one of two paths (fraudops.model.tuning decides which):
+the label delay, the grid and when to tune. A run as of D reads only days whose labels are known
+on D: up to the matured end M = D - --delay-days (fraudops.model.splits.run_windows). By time,
+never at random: --test-days of test ending on M; an evaluation model trained on --train-days
+that end --delay-days before the test window; the model that serves, refitted on the
+--train-days ending on M. Warm-up days (feature windows that reach before the lake's first day)
+are left out of training. Then one of two paths (fraudops.model.tuning decides which):
 
-- tune: each candidate of the grid is scored on the prequential folds inside the training window
-  (a nested MLflow run each); the best one's configuration is recorded on the run;
-- refit: the configuration of the latest tuning is fitted once on the fresh window.
+- tune: each candidate of the grid is scored on the prequential folds inside the days before
+  the test window (a nested MLflow run each); the best one's configuration is recorded;
+- refit: the configuration of the latest tuning is fitted on the fresh windows.
 
-The model is evaluated on the test window, logged with its inputs, plots and pinned
-requirements, and registered as a new version tagged with the run id. promote decides whether
-it becomes the champion. A retry with the same --run-id finds that version by its tag and returns
-it: one run id, one version (docs/failure-modes.md).
+The evaluation model is measured on the test window and logged beside the serving model (the
+run's artifact evaluation_model: promote compares versions by it); the serving model is logged
+with its inputs, plots and pinned requirements, and registered as a new version tagged with the
+run id. promote decides whether it becomes the champion. A retry with the same --run-id finds
+that version by its tag and returns it: one run id, one version (docs/failure-modes.md).
 """
 
 from __future__ import annotations
@@ -34,16 +37,17 @@ from pyspark.sql import functions as F
 
 from fraudops.core import cli, laps, storage
 from fraudops.core.lake import PARTITION_COLUMN, Lake
-from fraudops.model import evaluation, families, tracking, tuning
+from fraudops.model import evaluation, families, loading, tracking, tuning
 from fraudops.model.families import LABEL, Candidate
 from fraudops.model.profile import PRODUCTION, Profile
 from fraudops.model.registry import PRIMARY
 from fraudops.model.splits import (
     Period,
+    RunWindows,
     Split,
     first_full_day,
     prequential_folds,
-    split_ending,
+    run_windows,
     warmed_up,
 )
 from spark_jobs.datasets import clean_days
@@ -60,7 +64,7 @@ class TrainConfig:
     """The profile's settings, each overridable on the command line (logged as config_*)."""
 
     train_days: int = PRODUCTION.train_days
-    delay_days: int = PRODUCTION.delay_days
+    delay_days: int = PRODUCTION.label_delay_days  # the label delay
     test_days: int = PRODUCTION.test_days
     folds: int = PRODUCTION.folds
     fold_train_days: int = PRODUCTION.fold_train_days
@@ -150,22 +154,28 @@ def log_window(lake: Lake, name: str, period: Period, df: DataFrame, context: st
     return stats
 
 
-def training_split(lake: Lake, as_of: str, cfg: TrainConfig) -> tuple[Split, Period]:
-    """The split ending on ``as_of`` with the warm-up days cut off its training window; and the
-    training window as the calendar gives it."""
-    split = split_ending(as_of, cfg.train_days, cfg.delay_days, cfg.test_days)
+def training_windows(lake: Lake, as_of: str, cfg: TrainConfig) -> tuple[RunWindows, Period]:
+    """The windows of a run as of ``as_of`` with the warm-up days cut off their training days;
+    and the serving window as the calendar gives it."""
+    windows = run_windows(as_of, cfg.train_days, cfg.delay_days, cfg.test_days)
     days = clean_days(lake)
     first_full = first_full_day(days[0], LOOKBACK_DAYS) if days else None
-    train_period = warmed_up(split.train, first_full)
+    evaluation = windows.evaluation
+    train_period = warmed_up(evaluation.train, first_full)
     if train_period is None:
         raise SystemExit(
-            f"no training day as of {as_of}: the window {split.train.start}..{split.train.end} "
-            f"lies in the warm-up (features are complete from {first_full}, {LOOKBACK_DAYS} days "
-            f"after the lake's first day {days[0]})")
-    if train_period != split.train:
+            f"no training day as of {as_of}: the evaluation model's window "
+            f"{evaluation.train.start}..{evaluation.train.end} lies in the warm-up (features are "
+            f"complete from {first_full}, {LOOKBACK_DAYS} days after the lake's first day "
+            f"{days[0]})")
+    if train_period != evaluation.train:
         log.info("warm-up: training from %s, not %s (feature windows before %s reach before the "
-                 "lake's first day)", train_period.start, split.train.start, first_full)
-    return Split(train_period, split.delay, split.test), split.train
+                 "lake's first day)", train_period.start, evaluation.train.start, first_full)
+    cut = RunWindows(as_of, windows.matured_end,
+                     Split(train_period, evaluation.delay, evaluation.test),
+                     warmed_up(windows.serving, first_full),
+                     warmed_up(windows.tuning, first_full))
+    return cut, windows.serving
 
 
 def run(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig,
@@ -223,70 +233,89 @@ def recover(lake: Lake, as_of: str, run_id: str, registered) -> dict:
 
 def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainConfig,
           profile: Profile = PRODUCTION) -> dict:
-    split, calendar_train = training_split(lake, as_of, cfg)
+    windows, calendar_serving = training_windows(lake, as_of, cfg)
+    split, serving = windows.evaluation, windows.serving
     choice = tuning.choose(mlflow.MlflowClient(), cfg.path, as_of, profile, cfg.tune_every_days)
     log.info("training path: %s (%s)", choice.path, choice.reason)
     laps.lap("mlflow set-up, path")
     folds = []
     if choice.path == tuning.TUNE:
-        folds = prequential_folds(split.train, cfg.folds, cfg.fold_train_days, cfg.delay_days,
+        folds = prequential_folds(windows.tuning, cfg.folds, cfg.fold_train_days, cfg.delay_days,
                                   cfg.fold_assess_days)
-    log.info("split %s; %d prequential fold(s)", json.dumps(split.as_dict()), len(folds))
-    train_df = window_data(spark, lake, split.train).persist()
-    test_df = window_data(spark, lake, split.test).persist()
+    log.info("labels known through %s; evaluation split %s; serving refit on %s..%s; %d "
+             "prequential fold(s)", windows.matured_end, json.dumps(split.as_dict()),
+             serving.start, serving.end, len(folds))
+    # Every day the run reads, once: the evaluation split's and the serving window's.
+    data = window_data(spark, lake, Period(min(split.train.start, serving.start),
+                                           windows.matured_end)).persist()
+    train_df, eval_train_df = days_of(data, serving), days_of(data, split.train)
+    test_df = days_of(data, split.test)
 
     tracking.end_abandoned_runs("train", run_id)
     with mlflow.start_run(run_name=f"train {as_of}") as parent:
         mlflow.set_tags({tracking.TAG_STEP: "train", tracking.TAG_PIPELINE_RUN: run_id,
                          tracking.TAG_AS_OF: as_of, tuning.TAG_PATH: choice.path,
                          tuning.TAG_REASON: choice.reason[:500]})
+        # train_start/train_end: what the registered version learned (registry.training_window).
         mlflow.log_params({**{f"config_{k}": v for k, v in cfg.__dict__.items()},
                            "profile_version": profile.version, "profile_digest": profile.digest,
-                           "train_start": split.train.start, "train_end": split.train.end,
-                           "train_calendar_start": calendar_train.start,
+                           "matured_end": windows.matured_end,
+                           "train_start": serving.start, "train_end": serving.end,
+                           "train_calendar_start": calendar_serving.start,
+                           "evaluation_train_start": split.train.start,
+                           "evaluation_train_end": split.train.end,
                            "test_start": split.test.start, "test_end": split.test.end,
                            "primary_metric": PRIMARY})
         mlflow.log_text(profile.text, "profile.yaml")
-        train_stats = log_window(lake, "train", split.train, train_df, "training")
+        train_stats = log_window(lake, "train", serving, train_df, "training")
+        eval_stats = log_window(lake, "evaluation_train", split.train, eval_train_df,
+                                "training")
         test_stats = log_window(lake, "test", split.test, test_df, "testing")
-        if train_stats["frauds"] == 0 or test_stats["rows"] == 0:
+        if min(train_stats["frauds"], eval_stats["frauds"]) == 0 or test_stats["rows"] == 0:
             raise SystemExit(f"not enough data to train as of {as_of}: train={train_stats}, "
-                             f"test={test_stats}; run clean and features first")
+                             f"evaluation_train={eval_stats}, test={test_stats}; run clean and "
+                             "features first")
         laps.lap("read and count windows")
 
         if choice.path == tuning.TUNE:
-            best, validation = select(families.candidates(cfg.grids(profile)), train_df, folds,
+            best, validation = select(families.candidates(cfg.grids(profile)), data, folds,
                                       cfg.seed)
             config = tuning.TunedConfig(best.family, best.params, as_of, profile.version)
             mlflow.log_metrics({f"validation_{k}": v for k, v in validation.items()})
-            log.info("best candidate %s; refitting on %s..%s", best.name, split.train.start,
-                     split.train.end)
+            log.info("best candidate %s", best.name)
             laps.lap("tuning")
         else:
             config, validation = choice.config, {}
             best = Candidate(config.family, config.params)
-            log.info("refitting %s (tuned on %s) on %s..%s", best.name, config.tuned_on,
-                     split.train.start, split.train.end)
+            log.info("refitting %s (tuned on %s)", best.name, config.tuned_on)
         mlflow.set_tags(config.tags())
         mlflow.log_params({"best_family": best.family,
                            **{f"best_{k}": v for k, v in best.params.items()}})
-        model = fit(best, train_df, cfg.seed)
-        laps.lap("fit")
-        scored = evaluation.score_frame(model, test_df)
+        log.info("evaluation model on %s..%s, tested on %s..%s", split.train.start,
+                 split.train.end, split.test.start, split.test.end)
+        evaluation_model = fit(best, eval_train_df, cfg.seed)
+        laps.lap("fit evaluation model")
+        scored = evaluation.score_frame(evaluation_model, test_df)
         metrics = evaluation.metrics_of(scored)
         mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
         for step, value in enumerate(evaluation.card_precision_per_day(scored)):
             mlflow.log_metric(f"test_{evaluation.CARD_PRECISION}_daily", value, step=step)
         evaluation.log_curves(scored, "test")
-        evaluation.log_importances(model, families.ALL_FEATURES)
         laps.lap("test metrics and plots")
+        log_evaluation_model(evaluation_model)
+        log.info("serving model on %s..%s", serving.start, serving.end)
+        model = fit(best, train_df, cfg.seed)
+        evaluation.log_importances(model, families.ALL_FEATURES)
+        laps.lap("fit serving model")
         logged = log_model(model, test_df)
-        laps.lap("log model")
+        laps.lap("log models")
         summary = {
             "run_id": run_id, "mlflow_run_id": parent.info.run_id, "as_of": as_of,
-            "split": split.as_dict(), "model_name": tracking.MODEL_NAME,
-            "best": best.name, "test_metrics": metrics,
-            "validation_metrics": validation, "train": train_stats, "test": test_stats,
+            "matured_end": windows.matured_end, "split": split.as_dict(),
+            "serving": {"start": serving.start, "end": serving.end},
+            "model_name": tracking.MODEL_NAME, "best": best.name, "test_metrics": metrics,
+            "validation_metrics": validation, "train": train_stats,
+            "evaluation_train": eval_stats, "test": test_stats,
             "path": choice.path, "path_reason": choice.reason,
             "config": {"family": config.family, "params": config.params,
                        "tuned_on": config.tuned_on},
@@ -297,9 +326,17 @@ def train(spark: SparkSession, lake: Lake, as_of: str, run_id: str, cfg: TrainCo
         # Last: once the version exists, a retry returns it (registered_version, recover).
         summary["model_version"] = register(logged, run_id, {**config.tags(),
                                                              tuning.TAG_PATH: choice.path})
-    train_df.unpersist()
-    test_df.unpersist()
+    data.unpersist()
     return summary
+
+
+def log_evaluation_model(model) -> None:
+    """The evaluation model, as the run's artifact loading.EVALUATION_MODEL (not registered)."""
+    import mlflow.spark
+
+    mlflow.spark.log_model(model, artifact_path=loading.EVALUATION_MODEL,
+                           pip_requirements=tracking.pinned_requirements(),
+                           dfs_tmpdir=tracking.dfs_tmpdir())
 
 
 def log_model(model, test_df: DataFrame):
@@ -332,9 +369,12 @@ def arguments() -> argparse.ArgumentParser:
     parser = cli.parser(__doc__.split("\n\n")[0])
     defaults = TrainConfig()
     parser.add_argument("--as-of", required=True, type=cli.date_arg,
-                        help="last day of the test window (the DAG's logical date)")
+                        help="the run's day (the DAG's logical date): the test window ends "
+                        "--delay-days before it")
     parser.add_argument("--train-days", type=int, default=defaults.train_days)
-    parser.add_argument("--delay-days", type=int, default=defaults.delay_days)
+    parser.add_argument("--delay-days", type=int, default=defaults.delay_days,
+                        help="label delay: only days this old have labels (the matured end); "
+                        "also the gap before the test window")
     parser.add_argument("--test-days", type=int, default=defaults.test_days)
     parser.add_argument("--folds", type=int, default=defaults.folds,
                         help="prequential folds inside the training window")

@@ -10,6 +10,10 @@ from __future__ import annotations
 from fraudops.core.lake import PARTITION_COLUMN
 
 WINDOWS_DAYS = (1, 7, 30)
+# Days until a label is known; the terminal windows end this many days back. The same fact as
+# the production profile's label_delay_days (decisions read only labels this old), which
+# fraudops.model.profile refuses to load when it differs: the core cannot import the model's
+# profile (fraudops.model imports the core), and the marts are built with this one.
 LABEL_DELAY_DAYS = 7
 WEEKEND_FLAG = "tx_during_weekend"
 NIGHT_FLAG = "tx_during_night"

@@ -1,7 +1,7 @@
 """The production training profile (profile.yaml beside this module), read once per job.
 
 ``load`` refuses a key it does not know, naming it: a misspelt setting is an error, not a
-default silently kept."""
+default silently kept; and a label delay other than the one the features are built with."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from pathlib import Path
 
 import yaml
 
+from fraudops.core.columns import LABEL_DELAY_DAYS
+
 PROFILE_PATH = Path(__file__).with_name("profile.yaml")
 # The keys the file holds: top level, then the keys of each section (promotion: registry.Policy's
 # fields, which tests/model/test_profile.py checks).
 SECTIONS = {
-    "windows": {"train_days", "delay_days", "test_days"},
+    "windows": {"train_days", "test_days"},
     "promotion": {"confidence", "min_days", "cp_margin", "non_inferiority_margin",
                   "max_champion_age_days"},
     "tuning": {"every_days", "psi_alert", "max_ap_drop", "folds", "fold_train_days",
                "fold_assess_days", "grid"},
 }
-TOP_LEVEL = {"version", "seed", "top_k", *SECTIONS}
+TOP_LEVEL = {"version", "seed", "top_k", "label_delay_days", *SECTIONS}
 
 
 def card_precision_metric(k: int) -> str:
@@ -34,8 +36,8 @@ class Profile:
     version: int
     seed: int
     top_k: int
+    label_delay_days: int  # labels are known this many days after their transaction
     train_days: int
-    delay_days: int
     test_days: int
     tune_every_days: int
     psi_alert: float
@@ -71,10 +73,15 @@ def load(path: Path = PROFILE_PATH) -> Profile:
     if unknown := unknown_keys(raw):
         raise ValueError(f"{path}: unknown key {', '.join(map(repr, unknown))} (known: "
                          f"{', '.join(sorted(TOP_LEVEL))}; sections: profile.SECTIONS)")
+    if raw["label_delay_days"] != LABEL_DELAY_DAYS:
+        raise ValueError(f"{path}: label_delay_days {raw['label_delay_days']} is not the delay "
+                         f"the terminal features are built with, fraudops.core.columns."
+                         f"LABEL_DELAY_DAYS = {LABEL_DELAY_DAYS}: one fact, change both and "
+                         "rebuild the marts")
     windows, tuning = raw["windows"], raw["tuning"]
     return Profile(
         version=int(raw["version"]), seed=int(raw["seed"]), top_k=int(raw["top_k"]),
-        train_days=int(windows["train_days"]), delay_days=int(windows["delay_days"]),
+        label_delay_days=int(raw["label_delay_days"]), train_days=int(windows["train_days"]),
         test_days=int(windows["test_days"]), tune_every_days=int(tuning["every_days"]),
         psi_alert=float(tuning["psi_alert"]), max_ap_drop=float(tuning["max_ap_drop"]),
         folds=int(tuning["folds"]), fold_train_days=int(tuning["fold_train_days"]),

@@ -1,6 +1,10 @@
 """Time-ordered splits: a training window, a label delay, then the test window; and the
 prequential folds that choose hyperparameters inside the training window (as in the handbook).
 
+A run as of day D reads labels up to its matured end D - label delay only (``run_windows``):
+the evaluation split's test window ends there, and the model that serves is refitted on the
+training window that ends there (docs/model-loop.md, "The time split").
+
 Warm-up: a day whose feature windows reach back before the lake's first day has features that
 count only part of their window (a 30-day count over 5 days of data). Such days are neither
 trained on nor used as a drift reference: the model would learn, and the drift report would
@@ -54,6 +58,43 @@ def split_ending(test_end: str, train_days: int, delay_days: int, test_days: int
     delay = Period(shift(delay_end, -(delay_days - 1)), delay_end)
     train = period_ending(shift(test.start, -(delay_days + 1)), train_days)
     return Split(train, delay, test)
+
+
+@dataclass(frozen=True)
+class RunWindows:
+    """The days a training run as of ``as_of`` reads, all on or before ``matured_end``.
+
+    ``evaluation``: the split that measures the run's configuration, its test window ending on
+    the matured end and its training data ending a label delay before the test window, as a
+    served model's data end a label delay before the first day it scores. ``serving``: the
+    window the model that serves is refitted on, ending on the matured end. ``tuning``: the days
+    the prequential folds may use, every day of the evaluation split before its test window, so
+    that choosing a configuration never looks at the days that measure it.
+    """
+
+    as_of: str
+    matured_end: str
+    evaluation: Split
+    serving: Period
+    tuning: Period
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def matured_end(as_of: str, label_delay_days: int) -> str:
+    """The last day whose labels are known on ``as_of``."""
+    if label_delay_days < 0:
+        raise ValueError("the label delay cannot be negative")
+    return shift(as_of, -label_delay_days)
+
+
+def run_windows(as_of: str, train_days: int, label_delay_days: int, test_days: int
+                ) -> RunWindows:
+    end = matured_end(as_of, label_delay_days)
+    evaluation = split_ending(end, train_days, label_delay_days, test_days)
+    return RunWindows(as_of, end, evaluation, period_ending(end, train_days),
+                      Period(evaluation.train.start, shift(evaluation.test.start, -1)))
 
 
 def prequential_folds(

@@ -36,6 +36,24 @@ def test_an_unknown_key_is_refused_by_its_name(tmp_path, change, named):
         profile.load(write(tmp_path, change))
 
 
+def test_one_label_delay_for_the_features_and_the_decisions():
+    from fraudops.core import columns
+    from spark_jobs import features, train
+    from spark_jobs.schema import LABEL_DELAY_DAYS
+
+    assert PRODUCTION.label_delay_days == 7
+    assert columns.LABEL_DELAY_DAYS == LABEL_DELAY_DAYS == PRODUCTION.label_delay_days
+    assert features.TERMINAL.delay_days == PRODUCTION.label_delay_days
+    assert train.TrainConfig().delay_days == PRODUCTION.label_delay_days
+    assert "delay_days" not in profile.SECTIONS["windows"]  # the split's gap is the same fact
+
+
+def test_a_label_delay_the_features_do_not_use_is_refused(tmp_path):
+    path = write(tmp_path, lambda raw: raw.update(label_delay_days=6))
+    with pytest.raises(ValueError, match="label_delay_days 6 is not the delay the terminal"):
+        profile.load(path)
+
+
 def test_the_promotion_keys_are_the_policys_fields():
     assert profile.SECTIONS["promotion"] == {f.name for f in fields(registry.Policy)}
     assert registry.Policy.from_profile(PRODUCTION) == registry.Policy(**PRODUCTION.promotion)

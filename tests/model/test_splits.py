@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fraudops.model.splits import Period, prequential_folds, split_ending
+from fraudops.model.splits import Period, prequential_folds, run_windows, split_ending
 
 
 def _d(day: str) -> dt.date:
@@ -33,6 +33,34 @@ def test_periods_are_ordered_contiguous_and_keep_the_delay(end, train, delay, te
     assert (_d(split.test.start) - _d(split.train.end)).days == delay + 1
     assert split.test.end == end.isoformat()
     assert (split.train.days, split.test.days) == (train, test)
+
+
+def test_a_run_reads_matured_days_only_and_serves_a_refit_through_them():
+    windows = run_windows("2018-06-30", 21, 7, 7)
+    assert windows.matured_end == "2018-06-23"  # labels of the last 7 days are not known yet
+    assert windows.evaluation.test == Period("2018-06-17", "2018-06-23")
+    assert windows.evaluation.delay == Period("2018-06-10", "2018-06-16")
+    assert windows.evaluation.train == Period("2018-05-20", "2018-06-09")
+    assert windows.serving == Period("2018-06-03", "2018-06-23")
+    # Tuning sees every day before the test window, none of it.
+    assert windows.tuning == Period("2018-05-20", "2018-06-16")
+
+
+@given(
+    as_of=st.dates(dt.date(2018, 1, 1), dt.date(2030, 1, 1)),
+    train=st.integers(1, 60), delay=st.integers(0, 14), test=st.integers(1, 14),
+)
+def test_every_window_ends_by_the_matured_end(as_of, train, delay, test):
+    windows = run_windows(as_of.isoformat(), train, delay, test)
+    end = _d(windows.matured_end)
+    assert (as_of - end).days == delay
+    assert windows.evaluation.test.end == windows.serving.end == windows.matured_end
+    # The evaluation model is as stale against its test window as the serving model is
+    # against the first day it scores (as_of + 1).
+    assert (_d(windows.evaluation.test.start) - _d(windows.evaluation.train.end)).days == \
+        (as_of + dt.timedelta(days=1) - end).days == delay + 1
+    assert _d(windows.tuning.end) < _d(windows.evaluation.test.start)
+    assert windows.serving.days == windows.evaluation.train.days == train
 
 
 @given(n=st.integers(1, 5), fold_train=st.integers(1, 10), assess=st.integers(1, 7))

@@ -21,7 +21,8 @@ FIRST = "2018-04-01"
 DAYS = 66
 CHANGE_DAY = 58  # index: the day after the reference window below
 TODAY = shift(FIRST, DAYS - 1)
-# A champion trained as of TODAY - 7 would have been trained on these 21 days (train.run).
+# A champion trained as of TODAY - 1 would serve a refit on these 21 days (train.run: the
+# window ends the label delay before its run).
 CALENDAR_WINDOW = (shift(FIRST, 37), shift(FIRST, 57))
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from fraudops.core import scored, storage
 from fraudops.core.lake import Lake
-from fraudops.model import registry, served, tracking, tuning
+from fraudops.model import loading, registry, served, tracking, tuning
 from fraudops.model.profile import PRODUCTION
 from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, report, score, train
@@ -22,10 +22,13 @@ from spark_jobs.datasets import clean_days, day_range
 
 pytestmark = pytest.mark.slow
 
-# Features are complete from the 38th day (2018-05-08); the training window 2018-05-05..14 loses
-# its 3 warm-up days, which leaves exactly one fold of 3 + 2 + 2 days.
+# Features are complete from the 38th day (2018-05-08). With a label delay of 2 days, a run as of
+# AS_OF reads labels through 2018-05-17: it tests on 05-15..17, its evaluation model learns
+# 05-03..12 less the 5 warm-up days, its folds (05-03..14 less the same) hold exactly one fold
+# of 3 + 2 + 2 days, and the model that serves is refitted on 05-08..17.
 AS_OF = "2018-05-19"
 FIRST_FULL = "2018-05-08"
+MATURED_END = "2018-05-17"
 CFG = train.TrainConfig(train_days=10, delay_days=2, test_days=3, folds=1, fold_train_days=3,
                         fold_assess_days=2, grid="small")
 THREE_DAYS = registry.Policy(min_days=3)  # CFG's test window
@@ -75,7 +78,10 @@ def test_training_logs_trials_inputs_model_and_plots(trained, store):
                                 f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert {t.data.tags["fraudops.trial_family"] for t in trials} == {"xgboost", "random_forest"}
     assert all("validation_average_precision" in t.data.metrics for t in trials)
-    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {"train", "test"}
+    assert {i.dataset.name for i in parent.inputs.dataset_inputs} == {"train", "evaluation_train",
+                                                                      "test"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "model", loading.EVALUATION_MODEL}
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {"plots/test_roc.png", "plots/test_precision_recall.png",
             "plots/feature_importances.png"} <= artifacts
@@ -117,10 +123,10 @@ def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
 
     # A backfill's challenger, trained on data that ends before the champion's: never promoted,
     # however it compares.
-    older_split = {**trained["split"], "train": {"start": FIRST_FULL, "end": "2018-05-12"}}
-    _write_train_summary(small_lake, "run-4", {**trained, "split": older_split}, twin.version)
+    older = {**trained, "serving": {"start": FIRST_FULL, "end": "2018-05-15"}}
+    _write_train_summary(small_lake, "run-4", older, twin.version)
     fourth = promote.run(spark, small_lake, AS_OF, "run-4", LOOSE, "better")
-    assert fourth["decision"] == "rejected_older" and "2018-05-14" in fourth["reason"]
+    assert fourth["decision"] == "rejected_older" and MATURED_END in fourth["reason"]
     assert fourth["champion_version"] == trained["model_version"]
 
 
@@ -256,12 +262,17 @@ def _write_train_summary(lake, run_id, trained, version):
 
 def test_training_leaves_the_warm_up_out_tunes_first_then_refits(spark, small_lake, trained,
                                                                   store):
-    assert trained["split"]["train"] == {"start": FIRST_FULL, "end": "2018-05-14"}
+    assert trained["matured_end"] == MATURED_END
+    assert trained["split"]["test"] == {"start": "2018-05-15", "end": MATURED_END}
+    assert trained["split"]["train"] == {"start": FIRST_FULL, "end": "2018-05-12"}  # warm-up cut
+    assert trained["serving"] == {"start": FIRST_FULL, "end": MATURED_END}
     assert trained["path"] == "tune" and "no configuration" in trained["path_reason"]
     client = mlflow.MlflowClient()
     parent = client.get_run(trained["mlflow_run_id"])
     assert parent.data.params["profile_version"] == str(PRODUCTION.version)
-    assert parent.data.params["train_calendar_start"] == "2018-05-05"
+    # The version is the serving refit: its window is what drift and promotion read.
+    assert registry.training_window(client, tracking.MODEL_NAME, trained["model_version"]) == (
+        FIRST_FULL, MATURED_END)
     assert "profile.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
     refit = train.run(spark, small_lake, AS_OF, _per_store("run-refit", store), CFG)
