@@ -8,11 +8,12 @@ withholds one day's file (a day when nothing arrives), then runs the Airflow DAG
 `airflow dags test` for the logical dates of --run-days: the first run backfills everything that
 has arrived, tunes and makes the first champion; the day without a file takes the missing path
 (day_missing; its arrival deadline passed long ago, so the run does not wait) and, with nothing
-else new, skips the model steps; a run some days after the change finds the champion degraded
-and the drift report alerting, while its challenger, refitted on a window from before the change
-too, is rejected; a run once the training window holds the change tunes again (the drift
-alert), and its challenger is promoted under the production policy (`ci`). Days between runs
-arrive together, as after a pause. Spark runs on local[*], MLflow is a local SQLite store.
+else new, skips the model steps; a run some days after the change finds the drift report
+alerting, while its test window, whose labels are known already, still lies before the change,
+and its challenger (a refit) is rejected; the alert schedules a tuning for the day its folds lie
+after the change, and that run tunes (the drift alert) and its challenger is promoted under the
+production policy (`ci`). Days between runs arrive together, as after a pause. Spark runs on
+local[*], MLflow is a local SQLite store.
 Ends with a table of the runs, where the time went per step, and the report's path.
 """
 
@@ -39,12 +40,15 @@ START = SimulationParams.start_date  # the generator's first day, as the DAG's d
 # Options the demo gives the steps through the DAG's environment (FRAUDOPS_<STEP>_ARGS): none,
 # the steps run with the production profile and the production promotion policy (`ci`).
 DEMO_STEP_ARGS = {"train": "", "promote": ""}
-# The first run's training window (21 days ending 14 days before it) must lie after the warm-up
-# (37 days: fraudops.model.splits), hence a first run on day 71; the change on day 73 reaches the
-# test window of day 77 and the training window of day 91 (7 of its 21 days). Each run costs a
-# few Spark and MLflow start-ups per step; four runs show every path (add 92 for a refit of the
-# new champion's configuration).
-RUN_DAYS = "71,72,77,91"
+# A run as of day D reads labels through D - 7 (the label delay): its evaluation model learns 21
+# days ending on D - 21 and its folds use the days up to D - 14, which must hold two folds of
+# 17 days after the warm-up (37 days: fraudops.model.splits), hence a first run on day 71. The
+# change on day 73 makes the drift report of day 77 alert while the test window of day 77 (days
+# 64 to 70) lies before it; the alert's tuning falls due 30 days later (fraudops.model.tuning.
+# drift_wait_days), on day 107, whose folds hold only changed days and whose test window (94 to
+# 100) is after the change. Each run costs a few Spark and MLflow start-ups per step; four runs
+# show every path (add 108 for a refit of the new champion's configuration).
+RUN_DAYS = "71,72,77,107"
 STEP_ORDER = ("clean", "features", "train", "promote", "score", "report")
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
 # A job's own log line (logger spark_jobs.<step> or fraudops.<package>.<module>), its message kept.
