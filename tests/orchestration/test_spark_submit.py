@@ -17,7 +17,7 @@ from pathlib import Path
 import pyspark
 import pytest
 
-from fraudops.core import storage
+from fraudops.core import publication, storage
 from fraudops.core.lake import Lake, shift
 from fraudops.core.steps import STEPS, RunContext, unique_id
 from fraudops.orchestration import spark_application as sa
@@ -91,7 +91,8 @@ def test_clean_and_features_run_as_their_sparkapplications_say(tmp_path, monkeyp
     # Each step left its event log, as the Spark History Server reads them (rolling folders).
     assert len(list((tmp_path / "spark-events").glob("eventlog_v2_*"))) == 2
     for mart in (lake.customer_features, lake.terminal_features):
-        assert storage.list_files(lake.partition(mart, ds), ".parquet"), mart
+        (published,) = publication.committed_paths(mart, [ds])  # the day's version
+        assert storage.list_files(published, ".parquet"), mart
 
 
 # The production profile's first candidate, made small, fitted as train.fit fits it.

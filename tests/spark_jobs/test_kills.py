@@ -137,7 +137,7 @@ def features_reference(spark, before_features, tmp_path_factory) -> dict:
 
 
 @pytest.mark.parametrize("at", ["features.before_writes", "features.after_customer_sums",
-                                "features.after_marts"])
+                                "features.after_commit", "features.after_marts"])
 def test_features_killed_then_rerun_equals_an_uninterrupted_run(spark, before_features,
                                                                 features_reference, tmp_path,
                                                                 at):
