@@ -8,11 +8,11 @@ withholds one day's file (a day when nothing arrives), then runs the Airflow DAG
 `airflow dags test` for the logical dates of --run-days: the first run backfills everything that
 has arrived, tunes and makes the first champion; the day without a file takes the missing path
 (day_missing; its arrival deadline passed long ago, so the run does not wait) and, with nothing
-else new, skips the model steps; a run some days after the change finds the drift report
-alerting, while its test window, whose labels are known already, still lies before the change,
-and its challenger (a refit) is rejected; the alert schedules a tuning for the day its folds lie
-after the change, and that run tunes (the drift alert) and its challenger is promoted under the
-production policy (`ci`). Days between runs arrive together, as after a pause. Spark runs on
+else new, skips the model steps; a run the day after the change finds the drift report
+alerting, while its test window, whose labels are known already, lies before the change, and its
+challenger (a refit three days fresher than the champion) is not better: rejected; the alert
+schedules a tuning for the day its folds lie after it, and that run tunes (the drift alert) and
+its challenger is promoted under the production policy (`ci`). Days between runs arrive together, as after a pause. Spark runs on
 local[*], MLflow is a local SQLite store.
 Ends with a table of the runs, where the time went per step, and the report's path.
 """
@@ -43,12 +43,12 @@ DEMO_STEP_ARGS = {"train": "", "promote": ""}
 # A run as of day D reads labels through D - 7 (the label delay): its evaluation model learns 21
 # days ending on D - 21 and its folds use the days up to D - 14, which must hold two folds of
 # 17 days after the warm-up (37 days: fraudops.model.splits), hence a first run on day 71. The
-# change on day 73 makes the drift report of day 77 alert while the test window of day 77 (days
-# 64 to 70) lies before it; the alert's tuning falls due 30 days later (fraudops.model.tuning.
-# drift_wait_days), on day 107, whose folds hold only changed days and whose test window (94 to
-# 100) is after the change. Each run costs a few Spark and MLflow start-ups per step; four runs
-# show every path (add 108 for a refit of the new champion's configuration).
-RUN_DAYS = "71,72,77,107"
+# change on day 73 makes the drift report of day 74 alert while the test window of day 74 (days
+# 61 to 67) lies before it; the alert's tuning falls due 30 days later (fraudops.model.tuning.
+# drift_wait_days), on day 104, whose folds hold only days after the alert and whose test window
+# (91 to 97) is after the change. Each run costs a few Spark and MLflow start-ups per step; four
+# runs show every path (add 105 for a refit of the new champion's configuration).
+RUN_DAYS = "71,72,74,104"
 STEP_ORDER = ("clean", "features", "train", "promote", "score", "report")
 _TASK_START = re.compile(r"\[DAG TEST\] starting task_id=(\w+)")
 # A job's own log line (logger spark_jobs.<step> or fraudops.<package>.<module>), its message kept.
