@@ -19,6 +19,7 @@
     <root>/_state/pending/clean.json              days a cleaning run is rewriting, not recorded yet
     <root>/_state/pending/score.json              days whose scores are owed (again), and why
     <root>/_state/scores.json                     each scored day: model version, run, restatements
+    <root>/_state/served_quality.json             each matured scored day: what served, how well
     <root>/_state/lease.json                      the one writer of the state (fraudops.core.lease)
 
 The versioned datasets (VERSIONED) are published by a state commit: a run writes its days
@@ -119,6 +120,11 @@ class Lake:
     def score_ledger(self) -> str:
         """Each scored day: the model version, the run and the marts it came from."""
         return self.path("_state", "scores.json")
+
+    @property
+    def served_quality(self) -> str:
+        """Each scored day whose labels matured: its version's AP and card precision (served)."""
+        return self.path("_state", "served_quality.json")
 
     @property
     def clean_pending(self) -> str:

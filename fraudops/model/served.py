@@ -41,12 +41,8 @@ def card_precision(k: int) -> str:
     return f"card_precision_at_{k}"
 
 
-def state_path(lake: Lake) -> str:
-    return lake.path("_state", "served_quality.json")
-
-
 def measurements(lake: Lake) -> dict[str, dict]:
-    return dict(storage.read_json(state_path(lake), default={}) or {})
+    return dict(storage.read_json(lake.served_quality, default={}) or {})
 
 
 def matured_until(as_of: str, delay: int = LABEL_DELAY_DAYS) -> str:
@@ -86,7 +82,7 @@ def record(lake: Lake, measured: dict[str, dict], keys: dict[str, dict], as_of: 
             history.append({k: v for k, v in before.items() if k != "remeasured"})
         state[day] = {**values, "served": keys[day], "measured_as_of": as_of,
                       "measured_by": run_id, "remeasured": history}
-    storage.write_json(state_path(lake), dict(sorted(state.items())))
+    storage.write_json(lake.served_quality, dict(sorted(state.items())))
     return state
 
 
