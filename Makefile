@@ -16,6 +16,9 @@ export PYTHONPATH := $(CURDIR)
 # The tiers (pyproject.toml defines the markers, tests/conftest.py applies them): test-fast is the
 # inner loop without a JVM, a server or the model loop; test is everything, as CI runs it.
 FAST_TESTS := not spark and not server and not loop and not slow
+# make test's pytest-xdist workers (tests/conftest.py keeps a module's tests on one worker);
+# TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 # When make started: the times printed include the set-up.
 STARTED := $(shell date +%s)
 elapsed = echo ">>> $(1): $$(( $$(date +%s) - $(STARTED) )) s including set-up"
@@ -40,7 +43,7 @@ $(CHECKOV_VENV)/.synced: tools/checkov/pyproject.toml tools/checkov/uv.lock | $(
 setup: $(VENV)/.synced $(CHECKOV_VENV)/.synced ## Create the virtualenvs from the lock files
 
 test: setup ## Run the whole test suite; prints the 20 slowest tests and the time
-	@status=0; $(PY) -m pytest --durations=20 $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(PYTEST_ARGS) || status=$$?; \
 	$(call elapsed,make test); exit $$status
 
 test-fast: lint ## The fast tier: no JVM, no server, no model loop, nothing slow (ruff first)

@@ -78,11 +78,51 @@ def tier_markers(item) -> set[str]:
     return needs
 
 
+SERVER_FIXTURES = {"postgres_server", "s3_server", "mlflow_server"}
+
+
+def module_of(item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def worker_group(item, server_modules: set[str] = frozenset()) -> str:
+    """Which tests ``make test``'s workers (pytest-xdist, ``--dist loadgroup``) keep together:
+    a module's tests, so that its module fixtures (a lake, a trained model, a demo run) are built
+    once and its tests see each other's state; every test of the one checkov run; and every
+    module of ``server_modules`` (those that use the servers, some of which stop and restart
+    theirs on its port), so that one worker runs the servers."""
+    if "checkov_reports" in item.fixturenames:
+        return "checkov"
+    if module_of(item) in server_modules:
+        return "server"
+    return module_of(item)
+
+
+# tryfirst: pytest-xdist's own hook reads the xdist_group markers to name each test's group.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
+    server_modules = {module_of(item) for item in items
+                      if SERVER_FIXTURES & set(item.fixturenames)}
     for item in items:
         have = {m.name for m in item.iter_markers()}
         for name in sorted(tier_markers(item) - have):
             item.add_marker(name)
+        item.add_marker(pytest.mark.xdist_group(worker_group(item, server_modules)))
+    items[:] = run_order(items, server_modules)
+
+
+# The checks of the session servers themselves run before any other test uses those servers.
+SERVER_CHECKS = "tests/test_servers.py"
+
+
+def run_order(items: list, server_modules: set[str] = frozenset()) -> list:
+    """The model loop's groups first, each group's tests in their collection order (the servers'
+    own checks first): the workers take groups in this order, so the longest ones do not start
+    last and leave one idle."""
+    loop = {worker_group(item, server_modules) for item in items
+            if item.get_closest_marker("loop")}
+    return sorted(items, key=lambda item: (module_of(item) != SERVER_CHECKS,
+                                           worker_group(item, server_modules) not in loop))
 
 
 @pytest.fixture(autouse=True)
