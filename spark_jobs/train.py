@@ -36,9 +36,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from fraudops.core import cli, laps, storage
-from fraudops.core.lake import PARTITION_COLUMN, Lake
-from fraudops.model import evaluation, families, loading, tracking, tuning
-from fraudops.model.families import LABEL, Candidate
+from fraudops.core.lake import Lake
+from fraudops.model import evaluation, families, grid, loading, tracking, tuning
+from fraudops.model.families import LABEL, Candidate, days_of
 from fraudops.model.profile import PRODUCTION, Profile
 from fraudops.model.registry import PRIMARY
 from fraudops.model.splits import (
@@ -85,18 +85,22 @@ def window_data(spark: SparkSession, lake: Lake, period: Period) -> DataFrame:
 def fit(candidate: Candidate, train: DataFrame, seed: int):
     counts = train.agg(F.count("*").alias("n"), F.sum(LABEL).alias("f")).first()
     weight = families.fraud_weight(candidate, counts["n"], counts["f"] or 0)
-    rows = families.with_class_weights(in_canonical_layout(train), weight)
+    rows = families.with_class_weights(in_canonical_layout(train, candidate.family), weight)
     return families.pipeline(candidate, seed).fit(rows)
 
 
-def in_canonical_layout(rows: DataFrame) -> DataFrame:
-    """The rows hashed by transaction id into the session's shuffle width, sorted by id.
+def in_canonical_layout(rows: DataFrame, family: str | None = None) -> DataFrame:
+    """The rows in an order that depends on the rows only, sorted by transaction id.
 
-    Spark's bagging, subsampling and split-candidate sampling draw per partition, row by row:
-    the same rows and seed in another order (how a mart's files were written, which join AQE
-    chose) make another model. Laid out by id, the model is a function of the data, the seed
-    and the shuffle width; an explicit partition count is one AQE does not coalesce.
+    A model fitted on the same rows and seed in another order (how a mart's files were written,
+    which join AQE chose) is another model: XGBoost's quantile sketch and Spark's bagging,
+    subsampling and split-candidate sampling read rows in order. XGBoost trains in one task
+    (num_workers=1): its rows are one partition, which xgboost.spark takes as it is and
+    fraudops.model.grid rebuilds. Spark's own families are hashed by id into the session's
+    shuffle width, an explicit partition count that AQE does not coalesce.
     """
+    if family == grid.FAMILY:
+        return rows.repartition(1).sortWithinPartitions("transaction_id")
     width = int(rows.sparkSession.conf.get("spark.sql.shuffle.partitions"))
     return rows.repartition(width, "transaction_id").sortWithinPartitions("transaction_id")
 
@@ -115,20 +119,21 @@ def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed:
     return out
 
 
-def days_of(df: DataFrame, period: Period) -> DataFrame:
-    """The rows of ``df`` whose day lies in ``period``."""
-    return df.where(F.col(PARTITION_COLUMN).between(F.lit(period.start).cast("date"),
-                                                    F.lit(period.end).cast("date")))
-
-
 def select(candidates: list[Candidate], data: DataFrame, folds: list[Split], seed: int):
-    """Score every candidate in a nested run; return the best by the primary metric."""
+    """Score every candidate on the folds and log each in a nested run; return the best by the
+    primary metric. An XGBoost grid is fitted in one task per fold (fraudops.model.grid), any
+    other candidate by candidate (fold_scores)."""
+    if grid.supports(candidates):
+        log.info("fitting %d candidates on %d folds, one task per fold", len(candidates),
+                 len(folds))
+        all_scores = grid.grid_scores(candidates, data, folds, seed)
+    else:
+        all_scores = [fold_scores(candidate, data, folds, seed) for candidate in candidates]
     results = []
-    for i, candidate in enumerate(candidates, 1):
+    for i, (candidate, scores) in enumerate(zip(candidates, all_scores, strict=True), 1):
         with mlflow.start_run(run_name=candidate.name, nested=True):
             mlflow.set_tag("fraudops.trial_family", candidate.family)
             mlflow.log_params({"family": candidate.family, **candidate.params})
-            scores = fold_scores(candidate, data, folds, seed)
             mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
         log.info("trial %d/%d %s: validation AP=%.4f AUC=%.4f CP@%d=%.4f", i, len(candidates),
                  candidate.name, scores[PRIMARY], scores["roc_auc"], evaluation.TOP_K,

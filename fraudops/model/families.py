@@ -18,7 +18,9 @@ from fraudops.core.columns import (
     customer_nb_tx,
     terminal_risk,
 )
+from fraudops.core.lake import PARTITION_COLUMN
 from fraudops.model.profile import PRODUCTION
+from fraudops.model.splits import Period
 
 LABEL = "tx_fraud"
 WEIGHT = "class_weight"
@@ -114,11 +116,23 @@ def _classifier(candidate: Candidate, seed: int):
     raise ValueError(f"unknown model family {candidate.family!r}")
 
 
-def pipeline(candidate: Candidate, seed: int = 42) -> Pipeline:
+def feature_stages() -> list:
+    """The pipeline's stages before its classifier: the derived ratios, then the vector of
+    ALL_FEATURES (missing values kept as NaN)."""
     derived = SQLTransformer(statement=f"SELECT *, {_DERIVED_SQL} FROM __THIS__")
     assembler = VectorAssembler(inputCols=ALL_FEATURES, outputCol="features",
                                 handleInvalid="keep")
-    return Pipeline(stages=[derived, assembler, _classifier(candidate, seed)])
+    return [derived, assembler]
+
+
+def pipeline(candidate: Candidate, seed: int = 42) -> Pipeline:
+    return Pipeline(stages=[*feature_stages(), _classifier(candidate, seed)])
+
+
+def days_of(df: DataFrame, period: Period) -> DataFrame:
+    """The rows of ``df`` whose day lies in ``period``."""
+    return df.where(F.col(PARTITION_COLUMN).between(F.lit(period.start).cast("date"),
+                                                    F.lit(period.end).cast("date")))
 
 
 def with_class_weights(df: DataFrame, fraud_weight: float) -> DataFrame:
