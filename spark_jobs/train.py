@@ -121,14 +121,17 @@ def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed:
 
 def select(candidates: list[Candidate], data: DataFrame, folds: list[Split], seed: int):
     """Score every candidate on the folds and log each in a nested run; return the best by the
-    primary metric. An XGBoost grid is fitted in one task per fold (fraudops.model.grid), any
-    other candidate by candidate (fold_scores)."""
-    if grid.supports(candidates):
-        log.info("fitting %d candidates on %d folds, one task per fold", len(candidates),
-                 len(folds))
-        all_scores = grid.grid_scores(candidates, data, folds, seed)
-    else:
-        all_scores = [fold_scores(candidate, data, folds, seed) for candidate in candidates]
+    primary metric. The XGBoost candidates are fitted in one task per fold
+    (fraudops.model.grid), any other one by one (fold_scores)."""
+    boosted = [i for i, c in enumerate(candidates) if grid.supports([c])]
+    by_grid = {}
+    if boosted:
+        log.info("fitting %d XGBoost candidate(s) on %d fold(s), one task per fold",
+                 len(boosted), len(folds))
+        by_grid = dict(zip(boosted, grid.grid_scores([candidates[i] for i in boosted], data,
+                                                     folds, seed), strict=True))
+    all_scores = [by_grid[i] if i in by_grid else fold_scores(c, data, folds, seed)
+                  for i, c in enumerate(candidates)]
     results = []
     for i, (candidate, scores) in enumerate(zip(candidates, all_scores, strict=True), 1):
         with mlflow.start_run(run_name=candidate.name, nested=True):

@@ -1,6 +1,6 @@
-"""Train -> promote -> score -> rollback on a small generated lake, with a real MLflow store:
-the local default (SQLite) and, where the fixtures can start one, an MLflow server on
-PostgreSQL with S3 (moto) artifacts."""
+"""Train -> promote -> score -> rollback on a small generated lake, with a real MLflow store: an
+MLflow server on PostgreSQL with S3 (moto) artifacts, as in production (the local SQLite
+store's round trip is the end-to-end test's)."""
 
 from __future__ import annotations
 
@@ -50,16 +50,16 @@ def small_lake(spark, tmp_path_factory) -> Lake:
     return warmed_up_lake(spark, tmp_path_factory.mktemp("loop"))
 
 
-@pytest.fixture(scope="module", params=["local", "server"])
+@pytest.fixture(scope="module")
 def store(request, tmp_path_factory):
-    """The tracking URI each scenario runs against, set the way users set it: the env var."""
-    if request.param == "local":
-        uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    else:
-        try:
-            uri = request.getfixturevalue("mlflow_server")
-        except pytest.FixtureLookupError:
-            pytest.skip("no mlflow_server fixture (tests/conftest.py) in this checkout")
+    """The tracking URI the scenario runs against, set the way users set it: the env var. The
+    whole loop runs on what production runs, an MLflow server on PostgreSQL with S3 artifacts;
+    the local SQLite store's round trip (train, promote, score, report) is the end-to-end
+    test's (tests/orchestration/test_end_to_end.py, the demo's store)."""
+    try:
+        uri = request.getfixturevalue("mlflow_server")
+    except pytest.FixtureLookupError:
+        pytest.skip("no mlflow_server fixture (tests/conftest.py) in this checkout")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         mp.setenv("FRAUDOPS_HOME", str(tmp_path_factory.mktemp("home")))
@@ -143,7 +143,7 @@ def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
     client.set_registered_model_alias(tracking.MODEL_NAME, registry.PREVIOUS, champion)
 
     # The first run scores every warmed-up day that arrived, not only its own.
-    summary = score.run(spark, lake, AS_OF, _per_store("score-1", store), top_k=50)
+    summary = score.run(spark, lake, AS_OF, "score-1", top_k=50)
     assert summary["days"] == day_range(FIRST_FULL, AS_OF) and not summary["restated"]
     scores = pd.read_parquet(lake.scores)
     assert sorted(scores["tx_date"].astype(str).unique()) == summary["days"]
@@ -173,7 +173,7 @@ def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
     assert sorted(m.step for m in history) == [served.day_step(d) for d in sorted(quality)]
 
     # Nothing arrived since: the next run scores nothing again.
-    assert score.run(spark, lake, AS_OF, _per_store("score-2", store), top_k=50)["days"] == []
+    assert score.run(spark, lake, AS_OF, "score-2", top_k=50)["days"] == []
 
     # A rollback changes what scores next, not the scores already served; a corrected file
     # restates its day (the newest: no later day's windows reach it) with the new champion.
@@ -181,16 +181,16 @@ def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
     raw = Path(lake.raw_file(AS_OF))
     lines = raw.read_text().splitlines(keepends=True)
     raw.write_text("".join(lines[:-40]))
-    fix = clean.run(lake, None, _per_store("fix", store), spark)
+    fix = clean.run(lake, None, "fix", spark)
     assert fix["changed_dates"] == [AS_OF]
-    features.run(spark, lake, fix["changed_dates"], _per_store("fix", store))
-    third = score.run(spark, lake, AS_OF, _per_store("score-3", store), top_k=50)
+    features.run(spark, lake, fix["changed_dates"], "fix")
+    third = score.run(spark, lake, AS_OF, "score-3", top_k=50)
     assert third["days"] == [AS_OF] and "own data changed" in third["restated"][AS_OF]
     rescored = pd.read_parquet(f"{lake.scores}/tx_date={AS_OF}")
     assert set(rescored["model_version"]) == {int(champion)}
     rows_now = storage.read_json(lake.clean_days)[AS_OF]["rows"]
     assert len(rescored) == rows_now < len(one_day)
-    assert set(rescored["features_run"]) == {_per_store("fix", store)}
+    assert set(rescored["features_run"]) == {"fix"}
     entry = scored.ledger(lake)[AS_OF]
     assert entry["model_version"] == champion
     assert [r["previous_model_version"] for r in entry["restatements"]] == [other]
@@ -202,7 +202,7 @@ def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
     assert "served.png" in page
     # The restated day has not matured; a later run measures it with the scores that stand.
     later = served.matured_until(AS_OF, -served.LABEL_DELAY_DAYS)  # AS_OF + the delay
-    fourth = score.run(spark, lake, later, _per_store("score-4", store), top_k=50)
+    fourth = score.run(spark, lake, later, "score-4", top_k=50)
     assert fourth["days"] == [] and max(fourth["served_quality"]) == AS_OF
     assert served.measurements(lake)[AS_OF]["model_version"] == champion
     assert served.measurements(lake)[AS_OF]["rows"] == rows_now
@@ -239,18 +239,12 @@ def _served_run(version: str) -> str:
 
 
 def test_report_draws_the_history(small_lake, trained, store, tmp_path):
-    out = report.run(small_lake, _per_store("report-1", store), tmp_path / "report")
+    out = report.run(small_lake, "report-1", tmp_path / "report")
     page = (tmp_path / "report" / "index.html").read_text()
     assert out["report"].endswith("index.html")
     # The latest decision of each day is shown: the older challenger's run of AS_OF above.
     assert "rejected_older" in page and "metrics.png" in page and "volumes.png" in page
     assert (tmp_path / "report" / "metrics.png").stat().st_size > 1000
-
-
-def _per_store(run_id: str, store: str) -> str:
-    """Both stores share the lake; score and report key a retry on the lake's run summary, so
-    each store's scenario needs run ids of its own."""
-    return f"{run_id}-{'local' if store.startswith('sqlite') else 'server'}"
 
 
 def _write_train_summary(lake, run_id, trained, version):
@@ -275,7 +269,7 @@ def test_training_leaves_the_warm_up_out_tunes_first_then_refits(spark, small_la
         FIRST_FULL, MATURED_END)
     assert "profile.yaml" in {a.path for a in client.list_artifacts(parent.info.run_id)}
 
-    refit = train.run(spark, small_lake, AS_OF, _per_store("run-refit", store), CFG)
+    refit = train.run(spark, small_lake, AS_OF, "run-refit", CFG)
     assert refit["path"] == "refit" and refit["best"] == trained["best"]
     assert refit["config"] == trained["config"] and not refit["validation_metrics"]
     run = client.get_run(refit["mlflow_run_id"])
@@ -286,6 +280,6 @@ def test_training_leaves_the_warm_up_out_tunes_first_then_refits(spark, small_la
     assert version.tags[tuning.TAG_TUNED_ON] == AS_OF
     assert version.tags[tuning.TAG_CONFIG] == run.data.tags[tuning.TAG_CONFIG]
 
-    forced = train.run(spark, small_lake, AS_OF, _per_store("run-tune", store),
+    forced = train.run(spark, small_lake, AS_OF, "run-tune",
                        dataclasses.replace(CFG, path="tune"))
     assert forced["path"] == "tune" and forced["path_reason"].startswith("forced")
