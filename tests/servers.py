@@ -231,8 +231,25 @@ class MlflowServer:
         self.workdir = Path(tempfile.mkdtemp(prefix="fraudops-mlflow-server-"))
         self.log = self.workdir / "server.log"
         self.process: subprocess.Popen | None = None
+        self.started = False  # once: later starts are restarts on the same port
 
     def start(self) -> None:
+        """Start the server and wait until it serves on its port. A first start whose port
+        another process took meanwhile (between free_port() and the bind, say a server another
+        pytest-xdist worker starts) moves to another free port; a restart keeps its port, which
+        the outage tests' clients know."""
+        for _ in range(3):
+            if self._launch():
+                self.started = True
+                return
+            if self.started or "address already in use" not in _tail(self.log).lower():
+                break
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+        pytest.fail(f"mlflow server exited with {self.process.returncode}:\n{_tail(self.log)}")
+
+    def _launch(self) -> bool:
+        """Run the server; True once it serves, False if it exited first."""
         command = [
             mlflow_executable(), "server",
             "--backend-store-uri", self.backend_uri,
@@ -249,14 +266,15 @@ class MlflowServer:
                                             stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + MLFLOW_START_TIMEOUT
-        while not _healthy(self.url):
+        # Healthy and ours: another process on the port would answer /health for ours.
+        while not (_healthy(self.url) and self._listens()):
             if self.process.poll() is not None:
-                pytest.fail(f"mlflow server exited with {self.process.returncode}:\n"
-                            f"{_tail(self.log)}")
+                return False
             if time.monotonic() > deadline:
                 pytest.fail(f"mlflow server not healthy after {MLFLOW_START_TIMEOUT:.0f}s:\n"
                             f"{_tail(self.log)}")
             time.sleep(0.5)
+        return True
 
     def stop(self) -> None:
         """Stop the server and wait until nothing answers on its port any more: the parent
@@ -276,12 +294,31 @@ class MlflowServer:
                 os.killpg(self.process.pid, signal_after)
         self.process = None
 
+    def _listens(self) -> bool:
+        """Whether this server's own processes (the server, its uvicorn workers) listen on its
+        port."""
+        import psutil
+
+        try:
+            ours = {self.process.pid, *(child.pid for child in psutil.Process(
+                self.process.pid).children(recursive=True))}
+        except psutil.NoSuchProcess:
+            return False
+        return any(c.pid in ours and c.laddr.port == self.port and c.status == psutil.CONN_LISTEN
+                   for c in psutil.net_connections("tcp"))
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def close(self) -> None:
         try:
+            if self.process is not None and self.process.poll() is not None:
+                # It died under the tests that used it: keep its log for whoever reads why.
+                kept = Path(tempfile.gettempdir()) / f"fraudops-mlflow-server-{self.port}.log"
+                shutil.copyfile(self.log, kept)
+                sys.stderr.write(f"mlflow server on {self.url} had exited with "
+                                 f"{self.process.returncode}; its log: {kept}\n")
             self.stop()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)

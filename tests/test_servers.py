@@ -77,3 +77,34 @@ def test_a_stopped_mlflow_server_comes_back_on_its_port_with_its_data(postgres_s
         assert client.get_experiment(experiment_id).name == "restart"
     finally:
         server.close()
+
+
+def test_a_server_whose_port_was_taken_before_it_bound_moves_to_another(postgres_server,
+                                                                        s3_server):
+    """Another process that answers /health on the port free_port() gave (another worker's
+    server, started in between) is not taken for this server: it moves to another port."""
+    import http.server
+    import threading
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the handler's API)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), Healthy)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    backend = servers.create_database(postgres_server, f"taken_{uuid.uuid4().hex[:8]}")
+    server = servers.MlflowServer(backend, s3_server, artifacts_prefix="taken-test")
+    taken = other.server_address[1]
+    server.port, server.url = taken, f"http://127.0.0.1:{taken}"
+    try:
+        server.start()
+        assert server.running and server.port != taken
+        assert mlflow.MlflowClient(tracking_uri=server.url).search_experiments()
+    finally:
+        server.close()
+        other.shutdown()
