@@ -681,7 +681,7 @@ def finish(args: argparse.Namespace, schedule: str | None, deadline: dt.timedelt
     from fraudops.core import scored
     from fraudops.model.splits import first_full_day
     from spark_jobs.datasets import clean_days
-    from spark_jobs.features import LOOKBACK_DAYS
+    from spark_jobs.marts import LOOKBACK_DAYS
 
     lake = Lake(config.lake_root_in(args.workdir.resolve()))
     last = runs[-1].day

@@ -9,8 +9,8 @@ from __future__ import annotations
 import duckdb
 
 from fraudops.core import rawfiles
+from fraudops.core import rawformat as rules  # reason codes, limits, shapes: the logic is ours
 from fraudops.core.rawformat import DAY_SECONDS as DAY
-from spark_jobs import clean as rules  # reason codes, limits, shapes: the rules' logic is our own
 from spark_jobs.schema import (
     LABEL_DELAY_DAYS,
     NIGHT_END_HOUR,

@@ -23,8 +23,9 @@ from pyspark.sql import types as T
 from benchmarks.timing import timed
 from fraudops.core import rawfiles
 from fraudops.core.lake import PARTITION_COLUMN, Lake
-from spark_jobs.features import Mart, each_mart, key_time_order
+from spark_jobs.features import each_mart
 from spark_jobs.schema import RAW_FIELDS, RAW_HEADER
+from spark_jobs.windows import Mart, key_time_order
 
 
 def clean_floor(spark: SparkSession, raw_paths: list[str], out: str) -> None:

@@ -15,346 +15,27 @@ re-run with the same run id returns it (docs/data.md, "Retries, crashes and over
 
 from __future__ import annotations
 
-import bisect
-import calendar
 import datetime as dt
-import functools
 import json
 import logging
-import operator
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
-from pyspark.sql.window import Window
 
 from fraudops.core import cli, faults, lease, rawfiles, storage
 from fraudops.core import pending as pending_work
 from fraudops.core.lake import PARTITION_COLUMN, RAW_SUFFIX, Lake, write_version
 from fraudops.core.publication import collect
-from fraudops.core.rawformat import (
-    AMOUNT_TOO_LARGE,
-    BAD_TIMESTAMP,
-    DAY_SECONDS,
-    DUPLICATE_ID,
-    EMPTY_FIELD,
-    INVALID_LABEL,
-    MAX_AMOUNT,
-    NEGATIVE_AMOUNT,
-    NEGATIVE_ID,
-    NON_NUMERIC,
-    TOO_FEW_FIELDS,
-    TOO_MANY_FIELDS,
-    WRONG_DAY,
-)
-from spark_jobs.datasets import local_frame, read_partitions, stage_days
-from spark_jobs.schema import (
-    CLEAN_SCHEMA,
-    QUARANTINE_SCHEMA,
-    RAW_COLUMNS,
-    RAW_FIELDS,
-    RAW_HEADER,
-)
+from fraudops.core.rawformat import DUPLICATE_ID
+from spark_jobs import dedup
+from spark_jobs.datasets import read_partitions, stage_days
+from spark_jobs.parsing import parse, read_lines
+from spark_jobs.schema import CLEAN_SCHEMA, QUARANTINE_SCHEMA
 
 log = logging.getLogger(__name__)
-
-FILE_REASONS = (rawfiles.BAD_HEADER, rawfiles.UNDECODABLE)
-
-_FILES_SCHEMA = T.StructType([
-    T.StructField("source_file", T.StringType()), T.StructField(PARTITION_COLUMN, T.DateType()),
-    T.StructField("day_start", T.LongType()), T.StructField("file_reason", T.StringType())])
-_LISTED_SCHEMA = T.StructType([T.StructField("transaction_id", T.LongType()),
-                               T.StructField("listed", T.BooleanType())])
-
-TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
-# Rises by one per line of a file read in one part (see id_spans).
-POSITION = "_position"
-SPAN_ID_BITS = 14  # a span holds ids of one block of 2**14: two copies far apart are two spans
-MAX_SPANS_PER_PART = 1_000  # more, and a part's ids are out of order: its day is checked whole
-MAX_LISTED_IDS = 100_000  # ids that may repeat, checked one by one wherever they are
-_N_FIELDS = len(RAW_FIELDS)
-
-
-def read_lines(spark: SparkSession, files: list[rawfiles.RawFile]) -> DataFrame:
-    """One row per data line: the line, its reading position, its file's day, and any
-    file-level reason.
-
-    A raw file is named after its day, so the day stands for the file from here on.
-    """
-    files_df = local_frame(
-        spark,
-        [(f.name, dt.date.fromisoformat(f.day), _epoch_seconds(f.day), f.file_reason)
-         for f in files],
-        _FILES_SCHEMA,
-    )
-    lines = (
-        spark.read.option("lineSep", "\n")
-        .text([f.path for f in files])
-        .select(
-            # A line ends at LF; the CRs before it (CRLF, CR CR LF) are not part of it, as
-            # for the driver's count (rawfiles.inspect).
-            F.expr("trim(TRAILING '\\r' FROM value)").alias("line"),
-            F.monotonically_increasing_id().alias(POSITION),
-            F.col("_metadata.file_name").alias("source_file"),
-        )
-        .join(F.broadcast(files_df), "source_file")
-        .drop("source_file")
-    )
-    # Header lines are not data; a file whose header is wrong has none (all its lines enter).
-    return lines.where(F.col("file_reason").isNotNull() | (F.col("line") != RAW_HEADER))
-
-
-def _epoch_seconds(day: str) -> int:
-    """Midnight UTC of ``day`` (the session time zone, see spark_jobs.session)."""
-    return calendar.timegm(dt.date.fromisoformat(day).timetuple())
-
-
-def _any(conditions) -> Column:
-    """OR of plain column conditions: compiled by Spark, unlike a lambda over an array."""
-    return functools.reduce(operator.or_, conditions)
-
-
-def parse(lines: DataFrame) -> DataFrame:
-    """Typed columns (null where a value does not parse) and the first row rule broken.
-
-    Three projections, each over the columns of the one before: the fields as text, then as
-    types, then the rule. In a single projection Spark would split, trim and cast the line
-    again inside every branch of the rule (it does not share subexpressions with conditional
-    branches), a large share of the parse time.
-    """
-    parts = F.split("line", ",", -1)
-    text = lines.select(
-        "line", POSITION, PARTITION_COLUMN, "day_start", "file_reason",
-        F.size(parts).alias("_n_fields"),
-        *[F.trim(F.get(parts, i)).alias(_text(name)) for i, (name, _) in enumerate(RAW_FIELDS)],
-    )
-    # Once a timestamp has the shape yyyy-MM-dd HH:mm:ss, a cast parses it exactly as that
-    # format would (24:00:00 or 02-30 give null), without a date-time formatter per row.
-    typed = text.select(
-        "*",
-        *[F.col(_text(name)).try_cast(dtype).alias(name) for name, dtype in RAW_FIELDS],
-        F.col(_text("tx_datetime")).rlike(TIMESTAMP_SHAPE).alias("_ts_shape"),
-    )
-    col = F.col
-    numeric = [name for name, _ in RAW_FIELDS if name != "tx_datetime"]
-    not_numeric = _any(col(name).isNull() for name in numeric) | F.isnan(
-        col("tx_amount")) | (F.abs(col("tx_amount")) == float("inf"))
-    reason = (
-        F.when(col("file_reason").isNotNull(), col("file_reason"))
-        .when(col("_n_fields") < _N_FIELDS, TOO_FEW_FIELDS)
-        .when(col("_n_fields") > _N_FIELDS, TOO_MANY_FIELDS)
-        .when(_any(col(_text(name)) == "" for name, _ in RAW_FIELDS), EMPTY_FIELD)
-        .when(not_numeric, NON_NUMERIC)
-        .when(~col("_ts_shape") | col("tx_datetime").isNull(), BAD_TIMESTAMP)
-        .when(~(F.unix_seconds(col("tx_datetime")) - col("day_start"))
-              .between(0, DAY_SECONDS - 1), WRONG_DAY)
-        .when((col("transaction_id") < 0) | (col("customer_id") < 0) | (col("terminal_id") < 0),
-              NEGATIVE_ID)
-        .when(col("tx_amount") < 0, NEGATIVE_AMOUNT)
-        .when(col("tx_amount") >= MAX_AMOUNT, AMOUNT_TOO_LARGE)
-        .when(~col("tx_fraud").isin(0, 1) | ~col("tx_fraud_scenario").between(0, 3),
-              INVALID_LABEL)
-    )
-    return typed.select(
-        "line", POSITION, PARTITION_COLUMN, *RAW_COLUMNS, reason.alias("reason"),
-    )
-
-
-def _text(name: str) -> str:
-    return f"_{name}_text"
-
-
-@dataclass(frozen=True)
-class IdSpans:
-    """Where the batch's valid ids lie, from one aggregation (see id_spans)."""
-
-    spans: list[tuple[dt.date, int, int]]  # (day, lowest id, highest id)
-    scattered_days: set[dt.date]  # days with a part whose ids may repeat within one span
-    rows: Counter = field(default_factory=Counter)  # lines per day, valid or not
-
-    def without(self, days: set[dt.date]) -> IdSpans:
-        return IdSpans([span for span in self.spans if span[0] not in days],
-                       self.scattered_days - days,
-                       Counter({d: n for d, n in self.rows.items() if d not in days}))
-
-
-def id_spans(parsed: DataFrame, max_spans_per_part: int = MAX_SPANS_PER_PART,
-             block_bits: int = SPAN_ID_BITS) -> IdSpans:
-    """The id spans of the batch: no two valid rows of one span share an id.
-
-    Transaction ids are a running number in reading order. A file is read in one part or more
-    (a one-file batch is split across the cores). The valid rows of a part whose ids less
-    their lines' reading positions are one constant (the offset) differ as their positions do,
-    so no two are equal; rows broken by a rule may sit between them. A line inserted into a
-    file (a repeated transaction) shifts the offset of the lines after it, so a part is a few
-    spans, one per offset, whose ranges meet only around the insertions. A span is also cut at
-    every 2**block_bits ids: late copies of an earlier day's transactions, inserted in time
-    order, often share an offset, and would otherwise stand as one wide span over that day's
-    ids. A part of more than
-    ``max_spans_per_part`` spans (ids out of order) stands as one span, and its day is
-    scattered: only the exact check can tell its repeats.
-
-    The position is taken as the lines are read, before any rule, and cached with them: Spark
-    numbers only the rows that pass a filter placed before it.
-
-    The same aggregation counts every line of each day, valid or not, for the accounting
-    (rows_in against Spark's lines, before anything is decided): the rows a rule broke are one
-    group per part, without an id.
-    """
-    valid = F.col("reason").isNull()
-    spans = (
-        parsed.select(PARTITION_COLUMN, F.when(valid, F.col("transaction_id")).alias("_id"),
-                      # monotonically_increasing_id keeps the Spark partition in its upper 31 bits
-                      F.shiftright(POSITION, 33).alias("part"),
-                      F.when(valid, F.col("transaction_id") - F.col(POSITION)).alias("offset"))
-        .groupBy(PARTITION_COLUMN, "part", "offset",
-                 F.shiftright("_id", block_bits).alias("block"))
-        .agg(F.min("_id").alias("low"), F.max("_id").alias("high"), F.count("*").alias("n"))
-    )
-    span = F.when(F.col("low").isNotNull(), F.struct("low", "high"))
-    parts = (
-        spans.groupBy(PARTITION_COLUMN, "part")
-        .agg(F.count("low").alias("n_spans"), F.min("low").alias("low"),
-             F.max("high").alias("high"), F.collect_list(span).alias("spans"),
-             F.sum("n").alias("rows"))
-        .select(PARTITION_COLUMN, "low", "high", "rows",
-                F.when(F.col("n_spans") <= max_spans_per_part, F.col("spans")).alias("spans"))
-        .collect()  # one row per part of a file, with its spans where they are few
-    )
-    spans_of_batch, scattered, rows = [], set(), Counter()
-    for part in parts:
-        day = part[PARTITION_COLUMN]
-        rows[day] += part.rows
-        if part.low is None:  # no valid row in this part
-            continue
-        if part.spans is None:
-            scattered.add(day)
-            spans_of_batch.append((day, part.low, part.high))
-        else:
-            spans_of_batch.extend((day, span.low, span.high) for span in part.spans)
-    return IdSpans(spans_of_batch, scattered, rows)
-
-
-def shared_ranges(spans: list[tuple[dt.date, int, int]]) -> list[tuple[int, int, set[dt.date]]]:
-    """Id ranges [low, high] inside two spans or more, each with the days of those spans."""
-    # An end is placed after its span's last id; at one id, ends come before starts.
-    events = sorted([(low, 1, i) for i, (_, low, _) in enumerate(spans)]
-                    + [(high + 1, 0, i) for i, (_, _, high) in enumerate(spans)])
-    open_spans: dict[int, dt.date] = {}
-    shared: list[tuple[int, int, set[dt.date]]] = []
-    previous = None
-    for at, starts, i in events:
-        if previous is not None and at > previous and len(open_spans) > 1:
-            days = set(open_spans.values())
-            if shared and shared[-1][1] == previous - 1:  # continues the range before it
-                low, _, before = shared.pop()
-                shared.append((low, at - 1, before | days))
-            else:
-                shared.append((previous, at - 1, days))
-        if starts:
-            open_spans[i] = spans[i][0]
-        else:
-            del open_spans[i]
-        previous = at
-    return shared
-
-
-@dataclass(frozen=True)
-class RepeatCheck:
-    """What the exact check for ids repeated within the batch has to look at."""
-
-    suspect_days: list[dt.date]  # every valid id of these days
-    listed_ids: list[int]  # and these ids, wherever they are
-
-
-def repeat_check(ids: IdSpans, max_listed_ids: int = MAX_LISTED_IDS) -> RepeatCheck:
-    """Only an id inside two spans or more, or of a scattered day, can repeat.
-
-    Those ids are listed, the narrowest shared ranges first, up to ``max_listed_ids``; the days
-    of the spans that share a wider range are checked whole.
-    """
-    suspect, listed = set(ids.scattered_days), []
-    for low, high, days in sorted(shared_ranges(ids.spans), key=lambda r: r[1] - r[0]):
-        if high - low + 1 <= max_listed_ids - len(listed):
-            listed.extend(range(low, high + 1))
-        else:
-            suspect |= days
-    return RepeatCheck(sorted(suspect), sorted(listed))
-
-
-def clean_days_meeting(ids: IdSpans, day_stats: dict[str, dict], replaced: set[str]) -> list[str]:
-    """Clean days (other than those being replaced) whose id range meets a span of the batch.
-
-    Transaction ids grow with time, so a new day's ids fall in no old day's range and nothing
-    old is read; a late copy of an old transaction is a span of its own that points at the day
-    to read.
-    """
-    merged: list[list[int]] = []  # the spans' union: disjoint ranges in ascending order
-    for _, low, high in sorted(ids.spans, key=lambda span: span[1]):
-        if merged and low <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], high)
-        else:
-            merged.append([low, high])
-    lows = [low for low, _ in merged]
-
-    def meets(stats: dict) -> bool:
-        i = bisect.bisect_right(lows, stats["max_id"]) - 1  # the last range starting in time
-        return i >= 0 and merged[i][1] >= stats["min_id"]
-    return sorted(day for day, stats in day_stats.items()
-                  if day not in replaced and meets(stats))
-
-
-def duplicate_rows(
-    spark: SparkSession, parsed: DataFrame, existing_ids: DataFrame | None, check: RepeatCheck
-) -> DataFrame | None:
-    """Reading positions of the valid rows to quarantine as duplicates: a small set, or None
-    where no row can be one.
-
-    A valid row is a duplicate if its id is already clean, or if it repeats the id of an
-    earlier row of the batch: among rows sharing an id, the one from the earliest file (then
-    the earliest time, then the line text) is kept, so the choice does not depend on how Spark
-    splits work. Repeats are looked for where ``check`` says they can be; every row of an id
-    that may repeat is there (see repeat_check), so ranking those rows alone finds them all.
-    """
-    valid = parsed.where(F.col("reason").isNull()).select(
-        POSITION, PARTITION_COLUMN, "transaction_id", "tx_datetime", "line")
-    found, checked, rows = [], [], valid
-    if check.suspect_days:
-        checked.append(F.col(PARTITION_COLUMN).isin(check.suspect_days))
-    if check.listed_ids:
-        listed = local_frame(spark, [(i, True) for i in check.listed_ids], _LISTED_SCHEMA)
-        rows = valid.join(F.broadcast(listed), "transaction_id", "left")
-        checked.append(F.col("listed").isNotNull())
-    if checked:
-        order = Window.partitionBy("transaction_id").orderBy(
-            PARTITION_COLUMN, "tx_datetime", "line")
-        ranked = rows.where(_any(checked)).select(POSITION,
-                                                  F.row_number().over(order).alias("rank"))
-        found.append(ranked.where(F.col("rank") > 1).select(POSITION))
-    if existing_ids is not None:
-        found.append(valid.join(existing_ids, "transaction_id", "left_semi").select(POSITION))
-    if not found:
-        return None
-    return functools.reduce(DataFrame.unionByName, found).distinct()  # a row may be in both
-
-
-def mark_duplicates(parsed: DataFrame, duplicates: DataFrame | None) -> DataFrame:
-    """The batch with the rows at ``duplicates``' positions quarantined as duplicates.
-
-    One lookup per row in a broadcast set: the rows keep their reading order, and each pass
-    over the batch reads it once.
-    """
-    if duplicates is None:
-        return parsed
-    flagged = parsed.join(
-        F.broadcast(duplicates.select(POSITION, F.lit(True).alias("_duplicate"))),
-        POSITION, "left")
-    return flagged.withColumn(
-        "reason", F.when(F.col("_duplicate"), F.lit(DUPLICATE_ID)).otherwise(F.col("reason"))
-    ).drop("_duplicate")
 
 
 def written_rows(spark: SparkSession, path: str, schema, days: set[str], version: str
@@ -365,48 +46,6 @@ def written_rows(spark: SparkSession, path: str, schema, days: set[str], version
                              versions=dict.fromkeys(days, version)).groupBy(
         PARTITION_COLUMN).count()
     return Counter({row[0].isoformat(): row[1] for row in counts.collect()})
-
-
-def days_to_restate(spans: list[tuple[str, int, int]], ranges: dict[str, tuple[int, int]]
-                    ) -> list[str]:
-    """Days outside the batch to clean again so that the earliest occurrence of an id wins
-    whatever the order in which files came.
-
-    ``spans`` are id ranges of the days the batch changes (their new spans, and the valid ids
-    they held before); ``ranges`` the valid ids (clean or duplicate) of each other day. A day
-    whose range meets a range of an earlier changed day may hold a copy that must now lose to
-    it (a day delivered after its late duplicates), or a duplicate whose original is gone (a
-    corrected or withdrawn day). Its file is unchanged, so its ids stay in its range: a day
-    restated changes the days after it in the same way, until none is left. Ids grow with
-    time, so a new day, the newest, reaches no other day and nothing is restated.
-    """
-    if not spans:
-        return []
-    restated: set[str] = set()
-    frontier = list(spans)
-    while frontier:
-        first = min(day for day, _, _ in frontier)
-        reached = [
-            (day, low, high) for day, (low, high) in ranges.items()
-            if day > first and day not in restated
-            and any(other < day and o_low <= high and o_high >= low
-                    for other, o_low, o_high in frontier)
-        ]
-        restated.update(day for day, _, _ in reached)
-        frontier = reached
-    return sorted(restated)
-
-
-def _valid_ranges(manifest: dict[str, dict], day_stats: dict[str, dict]) -> dict[str, tuple]:
-    """Per day, the range of its valid ids (clean or duplicate) as last cleaned; the clean
-    range where the manifest does not say (entries written before it kept the range)."""
-    ranges = {}
-    for entry in manifest.values():
-        if entry.get("valid_ids"):
-            ranges[entry["day"]] = tuple(entry["valid_ids"])
-    for day, stats in day_stats.items():
-        ranges.setdefault(day, (stats["min_id"], stats["max_id"]))
-    return ranges
 
 
 @dataclass
@@ -425,14 +64,14 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     """Clean ``files`` into the lake and empty the days of ``emptied`` (files without rows, or
     quarantined whole).
 
-    Days outside the batch whose copies an earlier day decides are restated (days_to_restate);
+    Days outside the batch whose copies an earlier day decides are restated (dedup.days_to_restate);
     a file whose lines Spark counts otherwise than the driver is quarantined whole
     (UNACCOUNTABLE) and the others go on. Every day rewritten is recorded as pending before the
     first write, for features and for the next clean (see fraudops.core.pending).
     """
     day_stats = lease.read_state(lake, lake.clean_days, default={}) or {}
     manifest = manifest if manifest is not None else rawfiles.load_manifest(lake)
-    ranges = _valid_ranges(manifest, day_stats)
+    ranges = dedup.valid_ranges(manifest, day_stats)
     files, emptied, restated = list(files), list(emptied), []
     parsed = ids = None
     while True:
@@ -441,7 +80,7 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         if files:
             read_days = {f.day for f in files}
             parsed = parse(read_lines(spark, files)).persist()
-            ids = id_spans(parsed)
+            ids = dedup.id_spans(parsed)
             wrong = _unaccountable(files, ids)
             if wrong:
                 files = [f for f in files if f not in wrong]
@@ -450,7 +89,8 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
             new = [(d.isoformat(), low, high) for d, low, high in ids.spans]
         else:
             new = []
-        more = days_to_restate(old + new, {d: r for d, r in ranges.items() if d not in changing})
+        others = {d: r for d, r in ranges.items() if d not in changing}
+        more = dedup.days_to_restate(old + new, others)
         if not more:
             break
         log.info("restating days whose duplicates an earlier day decides: %s", cli.span(more))
@@ -484,13 +124,13 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
         publish(lake, day_stats, rewritten, set(), set(), version)
         return Cleaned(per_file, valid_ids, restated, emptied, rewritten)
 
-    hit_days = clean_days_meeting(ids, day_stats, replaced=set(rewritten))
+    hit_days = dedup.clean_days_meeting(ids, day_stats, replaced=set(rewritten))
     existing = None
     if hit_days:
         log.info("checking incoming ids against clean days %s", cli.span(hit_days))
         existing = read_partitions(spark, lake.clean, hit_days, CLEAN_SCHEMA).select(
             "transaction_id")
-    check = repeat_check(ids)
+    check = dedup.repeat_check(ids)
     if check.suspect_days or check.listed_ids:
         log.info("checking for repeats: every id of %d day(s), %d id(s) that two spans share",
                  len(check.suspect_days), len(check.listed_ids))
@@ -498,10 +138,10 @@ def clean_files(spark: SparkSession, lake: Lake, files: list[rawfiles.RawFile], 
     if read_days != set(days):  # a file set aside after it was read
         batch = parsed.where(F.col(PARTITION_COLUMN).isin(
             [dt.date.fromisoformat(d) for d in days]))
-    duplicates = duplicate_rows(spark, batch, existing, check)
+    duplicates = dedup.duplicate_rows(spark, batch, existing, check)
     if duplicates is not None:
         duplicates = duplicates.persist()  # small; used by three passes
-    classified = mark_duplicates(batch, duplicates)
+    classified = dedup.mark_duplicates(batch, duplicates)
 
     file_of = {f.day: f.name for f in files}
     stats = (
@@ -579,7 +219,7 @@ def publish(lake: Lake, day_stats: dict[str, dict], rewritten: list[str], clean_
         collect(path, rewritten, removed=sorted(set(rewritten) - present))
 
 
-def _unaccountable(files: list[rawfiles.RawFile], ids: IdSpans) -> list[rawfiles.RawFile]:
+def _unaccountable(files: list[rawfiles.RawFile], ids: dedup.IdSpans) -> list[rawfiles.RawFile]:
     """Files whose lines Spark counted otherwise than the driver: set aside whole, with the
     reason UNACCOUNTABLE (the file changed while it was read, or a line end the two read
     differently), so that the other files go on."""

@@ -2,7 +2,7 @@
 
 train, promote and score (and the benchmarks) read the marts through ``labeled_features``; the
 features job (spark_jobs.features) writes them, with its window computations on top of the
-layout defined here (features.Mart extends MartLayout).
+layout defined here (windows.Mart extends MartLayout).
 """
 
 from __future__ import annotations

@@ -54,7 +54,7 @@ QUARANTINE_SCHEMA = T.StructType(
 
 # The marts' feature columns with their types, in the order they are written (the names'
 # order is fraudops.core.columns'; tests/spark_jobs/test_schema.py checks they agree): the
-# marts' Parquet schemas (spark_jobs.features.Mart) are built from these.
+# marts' Parquet schemas (spark_jobs.windows.Mart) are built from these.
 CUSTOMER_FEATURE_FIELDS = (
     [T.StructField(f, T.IntegerType()) for f in (WEEKEND_FLAG, NIGHT_FLAG)]
     + [T.StructField(customer_nb_tx(w), T.LongType()) for w in WINDOWS_DAYS]

@@ -16,7 +16,7 @@ from benchmarks import duckdb_reference
 from fraudops.core.lake import Lake
 from fraudops.core.rawformat import DAY_SECONDS
 from fraudops.simulator.generate import generate_lake
-from spark_jobs import clean, features
+from spark_jobs import clean, features, windows
 from spark_jobs.datasets import clean_days
 from spark_jobs.schema import customer_nb_tx
 
@@ -68,7 +68,7 @@ def test_both_engines_clean_and_quarantine_the_same_rows(engines):
     assert len(duck_clean) == summary["rows_clean"]
 
 
-@pytest.mark.parametrize("mart", features.MARTS, ids=lambda mart: mart.name)
+@pytest.mark.parametrize("mart", windows.MARTS, ids=lambda mart: mart.name)
 def test_both_engines_compute_the_same_marts(engines, mart):
     lake, _, duck_dir, _, _ = engines
 
@@ -88,7 +88,7 @@ def test_tied_transactions_count_only_the_lower_ids_and_zero_amounts_are_clean(e
     for root in (lake.clean, duck_dir / "clean"):
         rows = pd.read_parquet(root).set_index("transaction_id").loc[tied]
         assert rows["tx_amount"].tolist() == [0.0, 120.0, 40.0, 7.5]
-    for path in (features.CUSTOMER.path(lake), duck_dir / "customer"):
+    for path in (windows.CUSTOMER.path(lake), duck_dir / "customer"):
         mart = pd.read_parquet(path).set_index("transaction_id").loc[tied]
         counts = mart[customer_nb_tx(1)]
         assert counts.diff().iloc[1:].tolist() == [1, 1, 1], (path, counts)

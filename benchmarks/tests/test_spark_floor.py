@@ -11,7 +11,7 @@ import pytest
 from benchmarks import spark_floor
 from fraudops.core.lake import PARTITION_COLUMN, Lake
 from fraudops.simulator.generate import generate_lake
-from spark_jobs import clean, features
+from spark_jobs import clean, features, windows
 from spark_jobs.datasets import clean_days
 
 
@@ -39,10 +39,10 @@ def test_floor_times_each_part(outputs):
     assert all(value > 0 for value in seconds.values())
 
 
-@pytest.mark.parametrize("dataset", ["clean", *[mart.name for mart in features.MARTS]])
+@pytest.mark.parametrize("dataset", ["clean", *[mart.name for mart in windows.MARTS]])
 def test_floor_writes_the_rows_and_columns_the_job_writes(spark, outputs, dataset):
     lake, floor_dir, _ = outputs
-    marts = {mart.name: mart for mart in features.MARTS}
+    marts = {mart.name: mart for mart in windows.MARTS}
     job_path = lake.clean if dataset == "clean" else marts[dataset].path(lake)
     job_columns, job_days = _shape(spark, job_path)
     floor_columns, floor_days = _shape(spark, floor_dir / dataset)

@@ -153,8 +153,8 @@ def inspect(entry: storage.FileEntry, status: str) -> RawFile:
     number of data lines.
 
     Lines end at LF; the CRs before it (CRLF, or CR CR LF from a file converted twice) are not
-    part of the line, exactly as the cleaning job reads them (clean.read_lines). A file with CR
-    line ends only is one line. No more than a block and one line are held at a time, and a
+    part of the line, exactly as the cleaning job reads them (spark_jobs.parsing.read_lines). A
+    file with CR line ends only is one line. No more than a block and one line are held at a time, and a
     line longer than MAX_LINE_BYTES is not kept at all: its file is quarantined whole
     (LINE_TOO_LONG) and Spark never reads it.
     """

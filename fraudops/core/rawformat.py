@@ -35,3 +35,6 @@ ROW_REASONS = (
 # The feature job sums amounts as whole cents in 64-bit integers; below a billion, a sum
 # overflows only past 90 million transactions of one customer.
 MAX_AMOUNT = 1_000_000_000
+# A time stamp's shape, yyyy-MM-dd HH:mm:ss; one of that shape that is no real time (24:00:00,
+# 02-30) is a bad time stamp too.
+TIMESTAMP_SHAPE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"

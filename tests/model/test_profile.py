@@ -38,12 +38,12 @@ def test_an_unknown_key_is_refused_by_its_name(tmp_path, change, named):
 
 def test_one_label_delay_for_the_features_and_the_decisions():
     from fraudops.core import columns
-    from spark_jobs import features, train
+    from spark_jobs import train, windows
     from spark_jobs.schema import LABEL_DELAY_DAYS
 
     assert PRODUCTION.label_delay_days == 7
     assert columns.LABEL_DELAY_DAYS == LABEL_DELAY_DAYS == PRODUCTION.label_delay_days
-    assert features.TERMINAL.delay_days == PRODUCTION.label_delay_days
+    assert windows.TERMINAL.delay_days == PRODUCTION.label_delay_days
     assert train.TrainConfig().delay_days == PRODUCTION.label_delay_days
     assert "delay_days" not in profile.SECTIONS["windows"]  # the split's gap is the same fact
 

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
-from fraudops.core import rawfiles, storage
+from fraudops.core import rawfiles, rawformat, storage
 from fraudops.core.lake import Lake
 from fraudops.core.rawformat import RAW_HEADER
-from spark_jobs import clean
+from spark_jobs import clean, dedup, parsing
 from tests.spark_jobs.rawlines import row, write_raw
 
 DAY = "2018-04-01"
@@ -25,17 +25,17 @@ HEADER = RAW_HEADER.encode()
 
 # One line per row rule, each breaking that rule and no earlier one.
 DEFECTS = {
-    clean.TOO_FEW_FIELDS: "100,2018-04-01 10:00:00,1,2,10.00",
-    clean.TOO_MANY_FIELDS: row(101, TS) + ",7",
-    clean.EMPTY_FIELD: "102,2018-04-01 10:00:00,,2,10.00,0,0,0,0",
-    clean.NON_NUMERIC: row(103, TS, amount="1.2.3"),
-    clean.BAD_TIMESTAMP: row(104, "2018-04-01 24:00:00"),
-    clean.WRONG_DAY: row(105, "2018-04-02 10:00:00"),
-    clean.NEGATIVE_ID: row(106, TS, customer=-5),
-    clean.NEGATIVE_AMOUNT: row(107, TS, amount="-3.50"),
-    clean.AMOUNT_TOO_LARGE: row(109, TS, amount="1e300"),  # finite, but no sum of cents holds it
-    clean.INVALID_LABEL: row(108, TS, fraud=2),
-    clean.DUPLICATE_ID: row(1, "2018-04-01 11:00:00"),  # repeats the valid id 1 below
+    rawformat.TOO_FEW_FIELDS: "100,2018-04-01 10:00:00,1,2,10.00",
+    rawformat.TOO_MANY_FIELDS: row(101, TS) + ",7",
+    rawformat.EMPTY_FIELD: "102,2018-04-01 10:00:00,,2,10.00,0,0,0,0",
+    rawformat.NON_NUMERIC: row(103, TS, amount="1.2.3"),
+    rawformat.BAD_TIMESTAMP: row(104, "2018-04-01 24:00:00"),
+    rawformat.WRONG_DAY: row(105, "2018-04-02 10:00:00"),
+    rawformat.NEGATIVE_ID: row(106, TS, customer=-5),
+    rawformat.NEGATIVE_AMOUNT: row(107, TS, amount="-3.50"),
+    rawformat.AMOUNT_TOO_LARGE: row(109, TS, amount="1e300"),  # finite, but no sum of cents holds it
+    rawformat.INVALID_LABEL: row(108, TS, fraud=2),
+    rawformat.DUPLICATE_ID: row(1, "2018-04-01 11:00:00"),  # repeats the valid id 1 below
 }
 
 
@@ -64,10 +64,10 @@ def test_a_zero_amount_is_a_clean_row_and_a_negative_one_is_not(spark, lake):
                           *negative])
     summary = clean.run(lake, None, "r1", spark)
 
-    assert summary["quarantined_by_reason"] == {clean.NEGATIVE_AMOUNT: 2}
+    assert summary["quarantined_by_reason"] == {rawformat.NEGATIVE_AMOUNT: 2}
     quarantine = read(lake, "quarantine")
     assert dict(zip(quarantine["line"], quarantine["reason"])) == {
-        line: clean.NEGATIVE_AMOUNT for line in negative}
+        line: rawformat.NEGATIVE_AMOUNT for line in negative}
     kept = read(lake, "clean").sort_values("transaction_id")
     assert kept["transaction_id"].tolist() == [1, 2]
     assert kept["tx_amount"].tolist() == [0.0, 0.0] and kept["tx_fraud"].tolist() == [1, 0]
@@ -76,7 +76,7 @@ def test_a_zero_amount_is_a_clean_row_and_a_negative_one_is_not(spark, lake):
 def test_nan_and_infinite_amounts_are_not_numeric(spark, lake):
     write_raw(lake, DAY, [row(1, TS, amount="NaN"), row(2, TS, amount="Infinity")])
     clean.run(lake, None, "r1", spark)
-    assert set(read(lake, "quarantine")["reason"]) == {clean.NON_NUMERIC}
+    assert set(read(lake, "quarantine")["reason"]) == {rawformat.NON_NUMERIC}
 
 
 def test_file_level_problems_do_not_stop_other_files(spark, lake, caplog):
@@ -111,7 +111,7 @@ def test_duplicates_against_clean_history_and_within_batch(spark, lake):
                                    row(3, "2018-04-02 12:00:00")])  # repeats this batch's id 3
     summary = clean.run(lake, None, "r2", spark)
 
-    assert summary["quarantined_by_reason"] == {clean.DUPLICATE_ID: 2}
+    assert summary["quarantined_by_reason"] == {rawformat.DUPLICATE_ID: 2}
     kept = read(lake, "clean").set_index("transaction_id")
     assert sorted(kept.index) == [1, 2, 3]
     # the earliest one is kept; time stamps are instants, stored in UTC
@@ -134,7 +134,7 @@ def _write_ids(lake: Lake, ids: dict[str, list]) -> None:
 
 def _parsed(spark, lake: Lake):
     pending, _ = rawfiles.plan(lake, None)
-    return clean.parse(clean.read_lines(spark, pending.to_process))
+    return parsing.parse(parsing.read_lines(spark, pending.to_process))
 
 
 @pytest.mark.parametrize("ids, suspects, listed", [
@@ -147,7 +147,7 @@ def _parsed(spark, lake: Lake):
 ])
 def test_only_ids_that_may_repeat_get_the_exact_check(spark, lake, ids, suspects, listed):
     _write_ids(lake, ids)
-    check = clean.repeat_check(clean.id_spans(_parsed(spark, lake)))
+    check = dedup.repeat_check(dedup.id_spans(_parsed(spark, lake)))
     assert [day.isoformat() for day in check.suspect_days] == suspects
     assert check.listed_ids == listed
 
@@ -167,10 +167,10 @@ LATE_COPIES = {D1: [1, 2, 3, 4, 5, 6], D2: [10, 1, 11, 12, 4, 13]}
 def test_limits_and_id_blocks_decide_what_is_checked(spark, lake, ids, limits, suspects,
                                                        listed):
     _write_ids(lake, ids)
-    spans = clean.id_spans(_parsed(spark, lake),
-                           limits.get("max_spans", clean.MAX_SPANS_PER_PART),
-                           limits.get("block_bits", clean.SPAN_ID_BITS))
-    check = clean.repeat_check(spans, limits.get("max_listed", clean.MAX_LISTED_IDS))
+    spans = dedup.id_spans(_parsed(spark, lake),
+                           limits.get("max_spans", dedup.MAX_SPANS_PER_PART),
+                           limits.get("block_bits", dedup.SPAN_ID_BITS))
+    check = dedup.repeat_check(spans, limits.get("max_listed", dedup.MAX_LISTED_IDS))
     assert [day.isoformat() for day in check.suspect_days] == suspects
     assert check.listed_ids == listed
 
@@ -183,7 +183,7 @@ def test_a_file_read_in_parts_needs_no_check_when_its_ids_run_on(spark, lake):
         parsed = _parsed(spark, lake)
         parts = parsed.where(F.col("tx_date") == D1).select(F.spark_partition_id()).distinct()
         assert parts.count() > 1  # the day really is read in parts
-        check = clean.repeat_check(clean.id_spans(parsed))
+        check = dedup.repeat_check(dedup.id_spans(parsed))
         assert (check.suspect_days, check.listed_ids) == ([], [20])
     finally:
         spark.conf.unset("spark.sql.files.maxPartitionBytes")
@@ -197,10 +197,10 @@ def test_a_file_read_in_parts_needs_no_check_when_its_ids_run_on(spark, lake):
     ([(D2, 10, 19)], {D2}, []),                     # D2 is being replaced
 ])
 def test_only_clean_days_whose_ranges_meet_a_span_are_read(batch, replaced, hits):
-    spans = clean.IdSpans([(dt.date.fromisoformat(d), low, high) for d, low, high in batch],
+    spans = dedup.IdSpans([(dt.date.fromisoformat(d), low, high) for d, low, high in batch],
                           set())
     day_stats = {D1: {"min_id": 1, "max_id": 9}, D2: {"min_id": 10, "max_id": 19}}
-    assert clean.clean_days_meeting(spans, day_stats, replaced) == hits
+    assert dedup.clean_days_meeting(spans, day_stats, replaced) == hits
 
 
 _day_ids = st.lists(st.one_of(st.integers(1, 40), st.just("broken")), max_size=25)
@@ -217,16 +217,16 @@ def test_duplicate_rows_are_exactly_the_repeats_and_the_already_clean(
     lake = Lake(str(tmp_path_factory.mktemp("lake")))
     _write_ids(lake, ids)
     parsed = _parsed(spark, lake)
-    check = clean.repeat_check(clean.id_spans(parsed, max_spans), max_listed)
+    check = dedup.repeat_check(dedup.id_spans(parsed, max_spans), max_listed)
     existing = (spark.createDataFrame([(i,) for i in sorted(already_clean)], "transaction_id long")
                 if already_clean else None)
-    duplicates = clean.duplicate_rows(spark, parsed, existing, check)
+    duplicates = dedup.duplicate_rows(spark, parsed, existing, check)
 
     counts = collections.Counter(x for day_ids in ids.values() for x in day_ids
                                  if not isinstance(x, str))
     expected = {x: n if x in already_clean else n - 1 for x, n in counts.items()}
     got = collections.Counter() if duplicates is None else collections.Counter(
-        r.transaction_id for r in parsed.join(duplicates, clean.POSITION, "left_semi").collect())
+        r.transaction_id for r in parsed.join(duplicates, parsing.POSITION, "left_semi").collect())
     assert got == +collections.Counter(expected)  # every row of a clean id, all but one else
 
 
@@ -235,7 +235,7 @@ def test_an_id_repeated_across_days_of_one_batch_is_quarantined_once(spark, lake
     write_raw(lake, D2, [row(2, _at(D2, 9)), row(3, _at(D2, 10))])  # each day's ids run on
     summary = clean.run(lake, None, "r1", spark)
 
-    assert summary["quarantined_by_reason"] == {clean.DUPLICATE_ID: 1}
+    assert summary["quarantined_by_reason"] == {rawformat.DUPLICATE_ID: 1}
     quarantine = read(lake, "quarantine")
     assert list(quarantine["line"]) == [row(2, _at(D2, 9))]  # the earlier day keeps the id
     assert sorted(read(lake, "clean")["transaction_id"]) == [1, 2, 3]
@@ -276,7 +276,7 @@ def test_changed_file_replaces_its_day_and_identical_redelivery_is_skipped(spark
     changed = clean.run(lake, None, "r3", spark)
     assert changed["changed_files"] == 1
     assert sorted(read(lake, "clean")["transaction_id"]) == [1]
-    assert list(read(lake, "quarantine")["reason"]) == [clean.NEGATIVE_AMOUNT]
+    assert list(read(lake, "quarantine")["reason"]) == [rawformat.NEGATIVE_AMOUNT]
 
     write_raw(lake, DAY, ["x"])  # every row bad now: the clean day disappears
     clean.run(lake, None, "r4", spark)
@@ -345,4 +345,4 @@ def test_inspect_counts_the_data_lines_spark_will_see(tmp_path, monkeypatch, con
      ["2018-04-02", "2018-04-03"]),  # D2 restated reaches D3, not D4
 ])
 def test_days_to_restate(spans, ranges, restated):
-    assert clean.days_to_restate(spans, ranges) == restated
+    assert dedup.days_to_restate(spans, ranges) == restated

@@ -8,7 +8,7 @@ import pytest
 
 from fraudops.core import storage
 from fraudops.core.lake import Lake, shift
-from spark_jobs import features
+from spark_jobs import features, window_sums, windows
 from spark_jobs.datasets import clean_days, read_partitions
 from spark_jobs.schema import CLEAN_SCHEMA, MODEL_FEATURES, WINDOWS_DAYS
 
@@ -176,7 +176,7 @@ def test_the_marts_feature_columns_are_the_models_in_its_order():
     """The model reads the amount, then the marts' features in the order of ``MARTS``: the
     handbook's 15 columns, none twice. Reordering the marts or adding a feature to one of them
     would change what a registered model is fed."""
-    mart_columns = [name for mart in features.MARTS for name in mart.feature_names]
+    mart_columns = [name for mart in windows.MARTS for name in mart.feature_names]
     assert ["tx_amount", *mart_columns] == MODEL_FEATURES
     assert len(set(MODEL_FEATURES)) == 15  # the handbook's features, none twice
 
@@ -186,7 +186,7 @@ def test_each_mart_is_written_with_the_schema_its_readers_pass(spark, lake, samp
     another name or type would read back as nulls, not fail."""
     write_clean(spark, lake, sample)
     features.run(spark, lake, sorted({str(d) for d in sample["tx_date"]}))
-    for mart in features.MARTS:
+    for mart in windows.MARTS:
         written = spark.read.parquet(mart.path(lake))
         assert {(f.name, f.dataType) for f in written.schema} == {
             (f.name, f.dataType) for f in mart.schema}, mart.name
@@ -230,23 +230,23 @@ def test_ids_beyond_32_bits_give_the_reference_marts(spark, lake):
     pd.testing.assert_frame_equal(terminal[want_t.columns], want_t, check_dtype=False)
 
 
-@pytest.mark.parametrize("mart", features.MARTS, ids=lambda mart: mart.name)
+@pytest.mark.parametrize("mart", windows.MARTS, ids=lambda mart: mart.name)
 def test_the_window_builds_each_running_sum_once(spark, mart):
     """Counts, means and ratios of one window share its running sums: two (count and value)
     at the windows' end and two at each window's start. Spark builds one aggregate per
     occurrence of a window expression, so a shared sum must reach the window only once."""
     spark.createDataFrame([], CLEAN_SCHEMA).transform(
-        lambda clean: features.full_mart(clean, mart)).createOrReplaceTempView("mart_plan")
+        lambda clean: windows.full_mart(clean, mart)).createOrReplaceTempView("mart_plan")
     plan = spark.sql("EXPLAIN SELECT * FROM mart_plan").first()[0]
     assert plan.count("windowspecdefinition(") == 2 * (1 + len(WINDOWS_DAYS)), plan
 
 
-@pytest.mark.parametrize("mart", features.MARTS, ids=lambda mart: mart.name)
+@pytest.mark.parametrize("mart", windows.MARTS, ids=lambda mart: mart.name)
 def test_ties_in_id_order_cost_no_shuffle_or_sort(spark, mart):
     """The frames that stop at the transaction order by (time, id); their window runs below
     the range frames' and its sort serves both: still one shuffle by key (and the rebalance by
     day before the write), the presort and the window's sort."""
-    plan = features.full_mart(spark.createDataFrame([], CLEAN_SCHEMA), mart) \
+    plan = windows.full_mart(spark.createDataFrame([], CLEAN_SCHEMA), mart) \
         ._jdf.queryExecution().executedPlan().toString()
     assert plan.count("Exchange ") == 2 and plan.count("Sort [") == 2, plan
     assert plan.count("Window [") == (2 if mart.delay_days == 0 else 1), plan
@@ -312,8 +312,8 @@ def test_daily_steps_from_stored_sums_equal_a_full_recompute(spark, tmp_path, sa
     features.run(spark, full, sorted(index))
 
     read = []
-    real = features.read_partitions
-    monkeypatch.setattr(features, "read_partitions",
+    real = window_sums.read_partitions
+    monkeypatch.setattr(window_sums, "read_partitions",
                         lambda spark, path, ds, schema, versions=None: read.append(ds)
                         or real(spark, path, ds, schema, versions))
     storage.write_json(daily.clean_days, {d: index[d] for d in index if d <= days[41]})
@@ -354,11 +354,11 @@ def test_a_changed_day_drops_exactly_the_sums_that_cover_it(tmp_path):
     lake = Lake(str(tmp_path))
     kept = {}
     for changed in ([], ["2018-04-02"], ["2018-04-03"], ["2018-05-02"]):
-        for mart in features.MARTS:
+        for mart in windows.MARTS:
             storage.write_json(lake.window_sums_index(mart.name),
                                {"days": ["2018-05-01", "2018-05-02"]})
-        features.forget_changed_sums(lake, changed)
-        kept[tuple(changed)] = {tuple(features.current_sums(lake, m)) for m in features.MARTS}
+        window_sums.forget_changed_sums(lake, changed)
+        kept[tuple(changed)] = {tuple(window_sums.current_sums(lake, m)) for m in windows.MARTS}
     assert kept == {  # the sums of day k cover the 29 days up to k
         (): {("2018-05-01", "2018-05-02")},
         ("2018-04-02",): {("2018-05-01", "2018-05-02")},

@@ -19,7 +19,7 @@ import pytest
 from fraudops.core import faults, storage
 from fraudops.core.lake import Lake
 from fraudops.simulator.generate import generate_lake
-from spark_jobs import clean, features
+from spark_jobs import clean, features, window_sums, windows
 from tests.paths import REPO
 
 DAYS = ["2018-04-01", "2018-04-02", "2018-04-03", "2018-04-04", "2018-04-05"]
@@ -57,8 +57,8 @@ def snapshot(lake: Lake, step: str, run_id: str) -> dict:
         "summary": storage.read_json(lake.run_summary(step, run_id)),
         "lease": os.path.exists(lake.lease),
     }
-    for mart in features.MARTS:
-        days = features.current_sums(lake, mart)
+    for mart in windows.MARTS:
+        days = window_sums.current_sums(lake, mart)
         state[f"{mart.name}_sums_days"] = days
         state.update({f"{mart.name}_sums_{day}": _frame(lake.window_sums(mart.name, day))
                       for day in days})

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fraudops.core import faults, lease, rawfiles, storage
+from fraudops.core import faults, lease, rawfiles, rawformat, storage
 from fraudops.core.lake import Lake
 from spark_jobs import clean, datasets
 from tests.paths import REPO
@@ -117,7 +117,7 @@ def test_a_changed_day_frees_the_copies_it_no_longer_holds(spark, lake, tmp_path
 def test_one_crcrlf_file_among_good_ones(spark, lake, tmp_path):
     """unix2dos applied twice: lines end in CR CR LF. The driver and Spark read it alike."""
     write_raw(lake, D1, [row(1, _at(D1, 9))])
-    lines = [clean.RAW_HEADER, row(2, _at(D2, 9)), row(3, _at(D2, 10)), "garbage"]
+    lines = [rawformat.RAW_HEADER, row(2, _at(D2, 9)), row(3, _at(D2, 10)), "garbage"]
     _write_bytes(lake, D2, "".join(f"{line}\r\r\n" for line in lines).encode())
     write_raw(lake, D3, [row(4, _at(D3, 9))])
 
@@ -130,16 +130,16 @@ def test_one_crcrlf_file_among_good_ones(spark, lake, tmp_path):
 @pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r\r\n"])
 def test_line_endings_give_the_same_rows(spark, tmp_path, ending):
     got = {}
-    lines = [clean.RAW_HEADER, row(1, _at(D1, 9)), clean.RAW_HEADER, "x,y"]
+    lines = [rawformat.RAW_HEADER, row(1, _at(D1, 9)), rawformat.RAW_HEADER, "x,y"]
     lake = Lake(str(tmp_path / "lake"))
     _write_bytes(lake, D1, b"".join(line.encode() + ending for line in lines))
     summary = clean.run(lake, None, "r1", spark)
     got = (summary["rows_in"], summary["rows_clean"], summary["quarantined_by_reason"])
-    assert got == (2, 1, {clean.TOO_FEW_FIELDS: 1})
+    assert got == (2, 1, {rawformat.TOO_FEW_FIELDS: 1})
 
 
 def test_a_file_with_cr_line_ends_only_is_one_line_for_both(spark, lake):
-    _write_bytes(lake, D1, f"{clean.RAW_HEADER}\r{row(1, _at(D1, 9))}\r".encode())
+    _write_bytes(lake, D1, f"{rawformat.RAW_HEADER}\r{row(1, _at(D1, 9))}\r".encode())
     summary = clean.run(lake, None, "r1", spark)
     assert summary["rows_in"] == 1
     assert summary["quarantined_by_reason"] == {rawfiles.BAD_HEADER: 1}

@@ -14,7 +14,7 @@ from fraudops.core import pending, storage
 from fraudops.core.lake import Lake, shift
 from fraudops.model.splits import Period
 from fraudops.simulator.generate import generate_lake
-from spark_jobs import clean, features, marts, promote, score, train
+from spark_jobs import clean, features, marts, promote, score, train, windows
 from spark_jobs.datasets import clean_days
 from tests.spark_jobs.rawlines import row, write_raw
 
@@ -83,7 +83,7 @@ def _days(first: str, n: int) -> list[str]:
 
 def _marts(lake: Lake) -> list[pd.DataFrame]:
     return [pd.read_parquet(mart.path(lake)).sort_values("transaction_id")
-            .reset_index(drop=True) for mart in features.MARTS]
+            .reset_index(drop=True) for mart in windows.MARTS]
 
 
 def _full_recompute(lake: Lake, into: Lake, spark) -> list[pd.DataFrame]:
@@ -139,7 +139,7 @@ def test_readers_refuse_marts_that_miss_rows_of_a_day(spark, tmp_path):
         stats["rows"] for stats in rows.values())
 
     day = days[3]
-    folder = f"{features.TERMINAL.path(lake)}/tx_date={day}"
+    folder = f"{windows.TERMINAL.path(lake)}/tx_date={day}"
     for place, _, names in os.walk(folder):
         for name in names:
             if name.endswith(".parquet"):
