@@ -16,7 +16,8 @@ import pytest
 
 from fraudops.core.lake import Lake, shift
 from spark_jobs import promote, train
-from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE, THREE_DAYS, warmed_up_lake
+from tests.spark_jobs.lakes import copy_of
+from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE, THREE_DAYS
 
 pytestmark = pytest.mark.slow
 
@@ -63,9 +64,9 @@ def decisions(spark, lake: Lake, home, store_db) -> list[dict]:
     return out
 
 
-def test_decisions_are_blind_to_labels_younger_than_the_delay(spark, tmp_path,
+def test_decisions_are_blind_to_labels_younger_than_the_delay(spark, tmp_path, warmed_lake,
                                                               migrated_mlflow_db):
-    lake = warmed_up_lake(spark, tmp_path / "as-known")
+    lake = copy_of(warmed_lake, tmp_path / "as-known")
     young = [shift(AS_OF, -k) for k in range(DECISIONS_CFG.delay_days)]  # AS_OF's last days
     relabeled = Lake(str(tmp_path / "relabeled" / "lake"))
     shutil.copytree(lake.root, relabeled.root)

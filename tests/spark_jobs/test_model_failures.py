@@ -24,7 +24,8 @@ from fraudops.model import registry, tracking
 from fraudops.model.registry import CHAMPION, PREVIOUS
 from spark_jobs import promote, score, train
 from tests import servers
-from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE, warmed_up_lake
+from tests.spark_jobs.lakes import copy_of
+from tests.spark_jobs.test_model_loop import AS_OF, CFG, LOOSE
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +39,8 @@ class Killed(BaseException):
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory) -> Lake:
-    return warmed_up_lake(spark, tmp_path_factory.mktemp("failures"))
+def lake(warmed_lake, tmp_path_factory) -> Lake:
+    return copy_of(warmed_lake, tmp_path_factory.mktemp("failures"))
 
 
 @pytest.fixture(scope="module")

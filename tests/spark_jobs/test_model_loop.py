@@ -16,9 +16,9 @@ from fraudops.core import scored, storage
 from fraudops.core.lake import Lake
 from fraudops.model import loading, registry, served, tracking, tuning
 from fraudops.model.profile import PRODUCTION
-from fraudops.simulator.generate import generate_lake
 from spark_jobs import clean, features, promote, report, score, train
 from spark_jobs.datasets import clean_days, day_range
+from tests.spark_jobs.lakes import copy_of
 
 pytestmark = pytest.mark.slow
 
@@ -36,18 +36,9 @@ LOOSE = registry.Gates(min_roc_auc=0.5, min_average_precision=0.05, min_test_row
                        min_test_frauds=5)
 
 
-def warmed_up_lake(spark, folder) -> Lake:
-    """49 generated days, cleaned and with both marts: AS_OF's window lies past the warm-up."""
-    lake = Lake(str(folder / "lake"))
-    generate_lake(lake, "2018-04-01", 49, customers=600, terminals=1200, seed=3)
-    clean.run(lake, None, "setup", spark)
-    features.run(spark, lake, clean_days(lake))
-    return lake
-
-
 @pytest.fixture(scope="module")
-def small_lake(spark, tmp_path_factory) -> Lake:
-    return warmed_up_lake(spark, tmp_path_factory.mktemp("loop"))
+def small_lake(warmed_lake, tmp_path_factory) -> Lake:
+    return copy_of(warmed_lake, tmp_path_factory.mktemp("loop"))
 
 
 @pytest.fixture(scope="module")
