@@ -75,6 +75,9 @@ SMALL_GRIDS: dict[str, dict[str, list]] = {
 }
 
 
+# XGBoost's tree method, wherever it is fitted (xgboost.spark here, fraudops.model.grid).
+TREE_METHOD = "hist"
+
 # The Python library a family's models need beyond PySpark, to fit and to load.
 LIBRARIES = {"xgboost": "xgboost.spark"}
 
@@ -111,7 +114,7 @@ def _classifier(candidate: Candidate, seed: int):
         # (xgboost.spark's nthread; 1 unless set), and the model does not depend on how many
         # executors there are.
         return SparkXGBClassifier(features_col="features", label_col=LABEL, weight_col=WEIGHT,
-                                  random_state=seed, num_workers=1, tree_method="hist",
+                                  random_state=seed, num_workers=1, tree_method=TREE_METHOD,
                                   verbose=False, **params)
     raise ValueError(f"unknown model family {candidate.family!r}")
 

@@ -66,9 +66,13 @@ def _boosters(candidates: Sequence[Candidate], seed: int, nthread: int) -> list[
     for rest, rounds in groups.items():
         params = dict(rest)
         weighting = params.pop(families.CLASS_WEIGHTING, "balanced")
+        if weighting not in families.WEIGHTINGS:
+            raise ValueError(f"{families.CLASS_WEIGHTING}={weighting!r}: expected one of "
+                             f"{families.WEIGHTINGS}")
         # What xgboost.spark hands xgboost.train for SparkXGBClassifier(tree_method="hist",
         # random_state=seed, ...) on a CPU with spark.task.cpus = nthread.
-        booster = {"objective": "binary:logistic", "device": "cpu", "tree_method": "hist",
+        booster = {"objective": "binary:logistic", "device": "cpu",
+                   "tree_method": families.TREE_METHOD,
                    "random_state": seed, "nthread": nthread, **params}
         out.append(_Booster(booster, weighting, int(params.get("max_bin", 256)), rounds))
     return out
@@ -132,8 +136,6 @@ def _fold_task(boosters: list[_Booster], batch_rows: int, rows: pd.DataFrame) ->
     for booster in boosters:
         weight = (families.balanced_fraud_weight(n_rows, n_frauds)
                   if booster.weighting == "balanced" else 1.0)
-        if booster.weighting not in families.WEIGHTINGS:
-            raise ValueError(f"{families.CLASS_WEIGHTING}={booster.weighting!r}")
         matrix = pd.DataFrame({alias.label: train[LABEL], alias.data: train["values"],
                                alias.weight: np.where(train[LABEL] == 1, weight, 1.0)})
         batches = (matrix.iloc[i:i + batch_rows] for i in range(0, len(matrix), batch_rows))

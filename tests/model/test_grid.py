@@ -67,6 +67,8 @@ def test_candidates_that_differ_in_rounds_only_share_a_booster():
                                   "tree_method": "hist", "random_state": 1, "nthread": 2,
                                   "learning_rate": 0.3, "max_bin": 32, "max_depth": 3}
     assert boosters[2].max_bin == 256  # XGBoost's default, as the plain way gets it
+    with pytest.raises(ValueError, match="classWeighting='smote'"):  # on the driver, early
+        grid._boosters([xgb(4, "smote")], seed=1, nthread=1)
 
 
 def test_only_an_xgboost_grid_goes_the_fast_way(spark):
