@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 from dataclasses import dataclass, fields
 
 import mlflow
@@ -111,12 +110,7 @@ def fold_scores(candidate: Candidate, data: DataFrame, folds: list[Split], seed:
     for fold in folds:
         model = fit(candidate, days_of(data, fold.train), seed)
         per_fold.append(evaluation.evaluate(model, days_of(data, fold.test)))
-    out = {}
-    for key in per_fold[0]:
-        values = [m[key] for m in per_fold]
-        out[key] = statistics.fmean(values)
-        out[f"{key}_std"] = statistics.pstdev(values)
-    return out
+    return evaluation.over_folds(per_fold)
 
 
 def select(candidates: list[Candidate], data: DataFrame, folds: list[Split], seed: int):

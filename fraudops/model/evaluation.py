@@ -6,6 +6,8 @@ to the driver as arrays for the metrics; the Spark work that grows with the data
 
 from __future__ import annotations
 
+import statistics
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -59,6 +61,17 @@ def metrics_of(scored: pd.DataFrame, k: int = TOP_K) -> dict[str, float]:
 
 def evaluate(model, df: DataFrame) -> dict[str, float]:
     return metrics_of(score_frame(model, df))
+
+
+def over_folds(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the folds, and its population standard deviation as
+    ``<metric>_std``: a candidate's validation scores."""
+    out = {}
+    for key in per_fold[0]:
+        values = [m[key] for m in per_fold]
+        out[key] = statistics.fmean(values)
+        out[f"{key}_std"] = statistics.pstdev(values)
+    return out
 
 
 def _curves(y: np.ndarray, s: np.ndarray):

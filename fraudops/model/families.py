@@ -143,11 +143,22 @@ def with_class_weights(df: DataFrame, fraud_weight: float) -> DataFrame:
     return df.withColumn(WEIGHT, F.when(F.col(LABEL) == 1, F.lit(fraud_weight)).otherwise(1.0))
 
 
-def fraud_weight(candidate: Candidate, n_rows: int, n_frauds: int) -> float:
-    weighting = candidate.params.get(CLASS_WEIGHTING, "balanced")
-    if weighting not in WEIGHTINGS:
-        raise ValueError(f"{CLASS_WEIGHTING}={weighting!r}: expected one of {WEIGHTINGS}")
+def weighting(candidate: Candidate) -> str:
+    """The candidate's class weighting (``balanced`` unless it says), checked."""
+    value = candidate.params.get(CLASS_WEIGHTING, "balanced")
+    if value not in WEIGHTINGS:
+        raise ValueError(f"{CLASS_WEIGHTING}={value!r}: expected one of {WEIGHTINGS}")
+    return value
+
+
+def weight_of_frauds(weighting: str, n_rows: int, n_frauds: int) -> float:
+    """A fraud's weight under ``weighting`` (one of WEIGHTINGS) in rows of which n_frauds are
+    frauds."""
     return balanced_fraud_weight(n_rows, n_frauds) if weighting == "balanced" else 1.0
+
+
+def fraud_weight(candidate: Candidate, n_rows: int, n_frauds: int) -> float:
+    return weight_of_frauds(weighting(candidate), n_rows, n_frauds)
 
 
 def balanced_fraud_weight(n_rows: int, n_frauds: int, cap: float = 50.0) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,7 +30,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from fraudops.core.lake import PARTITION_COLUMN
-from fraudops.model import families
+from fraudops.model import evaluation, families
 from fraudops.model.families import LABEL, Candidate, days_of
 from fraudops.model.splits import Split
 
@@ -65,10 +64,8 @@ def _boosters(candidates: Sequence[Candidate], seed: int, nthread: int) -> list[
     out = []
     for rest, rounds in groups.items():
         params = dict(rest)
-        weighting = params.pop(families.CLASS_WEIGHTING, "balanced")
-        if weighting not in families.WEIGHTINGS:
-            raise ValueError(f"{families.CLASS_WEIGHTING}={weighting!r}: expected one of "
-                             f"{families.WEIGHTINGS}")
+        params.pop(families.CLASS_WEIGHTING, None)
+        weighting = families.weighting(candidates[next(iter(rounds.values()))])
         # What xgboost.spark hands xgboost.train for SparkXGBClassifier(tree_method="hist",
         # random_state=seed, ...) on a CPU with spark.task.cpus = nthread.
         booster = {"objective": "binary:logistic", "device": "cpu",
@@ -105,18 +102,14 @@ def grid_scores(candidates: Sequence[Candidate], data: DataFrame, folds: Sequenc
     result = (fold_rows(data, folds).groupBy(_FOLD).applyInPandas(task, _RESULT_SCHEMA)
               .toPandas())
     out = []
-    for index in range(len(candidates)):
+    for index, candidate in enumerate(candidates):
         mine = result[result["candidate"] == index]
-        per_metric = {metric: [v for _, v in sorted(zip(group["fold"], group["value"]))]
-                      for metric, group in mine.groupby("metric", sort=False)}
-        if any(len(values) != len(folds) for values in per_metric.values()) or not per_metric:
-            raise RuntimeError(f"candidate {candidates[index].name}: metrics of "
-                               f"{len(folds)} folds expected, got {per_metric}")
-        scores = {}
-        for metric, values in per_metric.items():
-            scores[metric] = statistics.fmean(values)
-            scores[f"{metric}_std"] = statistics.pstdev(values)
-        out.append(scores)
+        per_fold = [dict(zip(rows["metric"], rows["value"]))
+                    for _, rows in mine.groupby("fold", sort=True)]
+        if len(per_fold) != len(folds):
+            raise RuntimeError(f"candidate {candidate.name}: metrics of {len(folds)} folds "
+                               f"expected, got {len(per_fold)}")
+        out.append(evaluation.over_folds(per_fold))
     return out
 
 
@@ -125,8 +118,6 @@ def _fold_task(boosters: list[_Booster], batch_rows: int, rows: pd.DataFrame) ->
     import xgboost
     from xgboost.spark.data import alias, create_dmatrix_from_partitions
 
-    from fraudops.model import evaluation
-
     fold = int(rows[_FOLD].iloc[0])
     train = rows[rows[_ROLE] == "train"].sort_values("transaction_id", ignore_index=True)
     assess = rows[rows[_ROLE] == "assess"].sort_values("transaction_id", ignore_index=True)
@@ -134,8 +125,7 @@ def _fold_task(boosters: list[_Booster], batch_rows: int, rows: pd.DataFrame) ->
     n_rows, n_frauds = len(train), int(train[LABEL].sum())
     out = []
     for booster in boosters:
-        weight = (families.balanced_fraud_weight(n_rows, n_frauds)
-                  if booster.weighting == "balanced" else 1.0)
+        weight = families.weight_of_frauds(booster.weighting, n_rows, n_frauds)
         matrix = pd.DataFrame({alias.label: train[LABEL], alias.data: train["values"],
                                alias.weight: np.where(train[LABEL] == 1, weight, 1.0)})
         batches = (matrix.iloc[i:i + batch_rows] for i in range(0, len(matrix), batch_rows))

@@ -71,7 +71,7 @@ def test_candidates_that_differ_in_rounds_only_share_a_booster():
         grid._boosters([xgb(4, "smote")], seed=1, nthread=1)
 
 
-def test_only_an_xgboost_grid_goes_the_fast_way(spark):
+def test_only_an_xgboost_grid_goes_the_fast_way():
     assert grid.supports([xgb(4, "none")])
     assert not grid.supports([xgb(4, "none"), Candidate("random_forest", {"numTrees": 5})])
     assert not grid.supports([])

@@ -68,8 +68,7 @@ def test_decisions_are_blind_to_labels_younger_than_the_delay(spark, tmp_path, w
                                                               migrated_mlflow_db):
     lake = copy_of(warmed_lake, tmp_path / "as-known")
     young = [shift(AS_OF, -k) for k in range(DECISIONS_CFG.delay_days)]  # AS_OF's last days
-    relabeled = Lake(str(tmp_path / "relabeled" / "lake"))
-    shutil.copytree(lake.root, relabeled.root)
+    relabeled = copy_of(lake, tmp_path / "relabeled")
     assert relabel(relabeled, young) > 1000
 
     homes = [tmp_path / "home-known", tmp_path / "home-relabeled"]

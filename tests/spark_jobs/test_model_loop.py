@@ -5,7 +5,6 @@ store's round trip is the end-to-end test's)."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -123,8 +122,7 @@ def test_first_passing_model_becomes_champion_and_an_equal_one_is_not_promoted(
 
 def test_scoring_covers_every_arrived_day_once_and_restates_a_corrected_one(
         spark, small_lake, trained, store, tmp_path):
-    lake = Lake(str(tmp_path / "lake"))
-    shutil.copytree(small_lake.root, lake.root)
+    lake = copy_of(small_lake, tmp_path)
     client = mlflow.MlflowClient()
     versions = sorted(int(v.version) for v in client.search_model_versions(
         f"name = '{tracking.MODEL_NAME}'"))
